@@ -1,0 +1,100 @@
+/* The one place the kernel <-> user-space layout is defined.
+ * Python mirrors it in otel_fim/kernel/layout.py; a test checks the two agree. */
+#ifndef OTEL_FIM_EVENTS_H
+#define OTEL_FIM_EVENTS_H
+
+#define FIM_PATH_MAX 4096     /* bytes kept of one path (the tail, when longer: flagged) */
+#define FIM_XATTR_MAX 256     /* XATTR_NAME_MAX + 1 */
+#define FIM_DATA_MAX (2 * FIM_PATH_MAX + FIM_XATTR_MAX)
+#define FIM_MAX_DEPTH 96      /* dentry levels walked, mount crossings included */
+
+enum fim_event_type {
+    FIM_OPEN = 0,
+    FIM_UNLINK,
+    FIM_RENAME,
+    FIM_MKDIR,
+    FIM_RMDIR,
+    FIM_LINK,
+    FIM_SYMLINK,
+    FIM_CHMOD,
+    FIM_CHOWN,
+    FIM_UTIMES,
+    FIM_SETXATTR,
+    FIM_REMOVEXATTR,
+    FIM_TRUNCATE,
+    FIM_TYPE_MAX,
+};
+
+/* Our own syscall numbering: stable across architectures, names in layout.py. */
+enum fim_syscall {
+    SC_OPEN = 0, SC_OPENAT, SC_OPENAT2, SC_CREAT, SC_TRUNCATE, SC_FTRUNCATE,
+    SC_UNLINK, SC_UNLINKAT, SC_RENAME, SC_RENAMEAT, SC_RENAMEAT2,
+    SC_MKDIR, SC_MKDIRAT, SC_RMDIR, SC_LINK, SC_LINKAT, SC_SYMLINK, SC_SYMLINKAT,
+    SC_CHMOD, SC_FCHMOD, SC_FCHMODAT, SC_FCHMODAT2,
+    SC_CHOWN, SC_FCHOWN, SC_LCHOWN, SC_FCHOWNAT,
+    SC_SETXATTR, SC_LSETXATTR, SC_FSETXATTR, SC_REMOVEXATTR, SC_LREMOVEXATTR, SC_FREMOVEXATTR,
+    SC_UTIME, SC_UTIMES, SC_UTIMENSAT, SC_FUTIMESAT,
+    SC_MAX,
+};
+
+/* Per event type counters (per-CPU array index = type * FIM_COUNTER_MAX + counter). */
+enum fim_counter {
+    FIM_C_SEEN = 0,            /* completed syscalls of the type */
+    FIM_C_APPROVER_DROPPED,    /* dropped in kernel: no approver matched */
+    FIM_C_DISCARDER_DROPPED,   /* dropped in kernel: a discarder matched */
+    FIM_C_SENT,                /* written to the ring buffer */
+    FIM_C_LOST,                /* ring buffer full: the event is gone (never silent: counted) */
+    FIM_COUNTER_MAX,
+};
+
+/* fim_file.flags */
+#define FIM_F_TRUNCATED   0x01 /* path longer than FIM_PATH_MAX or deeper than FIM_MAX_DEPTH: tail kept */
+#define FIM_F_FROM_DENTRY 0x02 /* the whole path comes from the file's own dentry (exact) */
+#define FIM_F_JOINED      0x04 /* base directory from a dentry + the name as the process passed it */
+#define FIM_F_HAS_INODE   0x08 /* ino/dev/mode/uid/gid are valid */
+#define FIM_F_RAW         0x10 /* a string kept as passed (symlink target) */
+#define FIM_F_UNREACHABLE 0x20 /* the walk left the process's root (e.g. fd opened before chroot) */
+
+struct fim_file {
+    __u64 ino;
+    __u32 dev;      /* kernel dev_t (MAJOR << 20 | MINOR) */
+    __u32 mnt_id;
+    __u32 mode;
+    __u32 uid;
+    __u32 gid;
+    __u16 flags;
+    __u16 path_len; /* bytes in fim_event.data, no NUL */
+};
+
+struct fim_event {
+    __u64 ts_boot_ns;  /* CLOCK_BOOTTIME */
+    __s64 retval;
+    __u64 cgroup_id;
+    __s64 length;      /* truncate length */
+    __u32 type;        /* enum fim_event_type */
+    __u32 syscall;     /* enum fim_syscall */
+    __u32 pid;         /* tgid */
+    __u32 tid;
+    __u32 ppid;
+    __u32 uid;
+    __u32 gid;
+    __u32 euid;
+    __u32 open_flags;
+    __u32 mode;        /* create mode (open, mkdir) or new mode (chmod) */
+    __u32 new_uid;     /* chown */
+    __u32 new_gid;
+    __u16 xattr_len;
+    __u16 _pad[3];
+    char comm[16];
+    struct fim_file file;
+    struct fim_file dest; /* rename/link destination; symlink target (FIM_F_RAW) */
+    char data[FIM_DATA_MAX]; /* file path, then dest path, then xattr name */
+};
+
+/* Settings user space writes into the `config` array map (index 0). */
+struct fim_config {
+    __u32 agent_tgid; /* the agent's own activity is never reported */
+    __u32 _pad;
+};
+
+#endif

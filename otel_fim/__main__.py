@@ -1,0 +1,3 @@
+from otel_fim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""The event model: one completed file syscall, as the kernel sensor reported it.
+
+Every event carries the same `process` and `file` parts; what only some event types have lives in a
+small per-type `details` dataclass instead of one struct holding every field of every type.
+
+File names are bytes in the kernel. They are decoded here with `surrogateescape`, so a non-UTF-8 byte
+survives as a lone surrogate and `os.fsencode(path)` gives back the exact bytes; outputs escape it
+(see `otel_fim.export.record.escape_name`).
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+
+
+class EventType(str, enum.Enum):
+    OPEN = "open"
+    UNLINK = "unlink"
+    RENAME = "rename"
+    MKDIR = "mkdir"
+    RMDIR = "rmdir"
+    LINK = "link"
+    SYMLINK = "symlink"
+    CHMOD = "chmod"
+    CHOWN = "chown"
+    UTIMES = "utimes"
+    SETXATTR = "setxattr"
+    REMOVEXATTR = "removexattr"
+    TRUNCATE = "truncate"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(slots=True)
+class FileInfo:
+    """A file as the kernel saw it. `mode`/`uid`/`gid` are None when the file did not exist."""
+
+    path: str
+    inode: int = 0
+    dev: int = 0  # st_dev encoding (major << 8 | minor for small numbers), as os.stat() gives it
+    mount_id: int = 0
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    truncated: bool = False  # the path did not fit the kernel buffer; `path` is its tail
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1] if self.path != "/" else "/"
+
+    @property
+    def directory(self) -> str:
+        head = self.path.rsplit("/", 1)[0]
+        return head or "/"
+
+    @property
+    def raw_path(self) -> bytes:
+        return os.fsencode(self.path)
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    pid: int
+    tid: int
+    ppid: int
+    uid: int
+    gid: int
+    euid: int
+    comm: str
+    cgroup_id: int = 0
+
+
+@dataclass(slots=True)
+class OpenDetails:
+    flags: int  # O_* flags as passed to the syscall
+    mode: int  # create mode (meaningful with O_CREAT / O_TMPFILE)
+
+
+@dataclass(slots=True)
+class ChmodDetails:
+    mode: int  # the new mode bits
+
+
+@dataclass(slots=True)
+class ChownDetails:
+    uid: int  # -1 (as 0xFFFFFFFF is normalised to -1) means "unchanged"
+    gid: int
+
+
+@dataclass(slots=True)
+class DestinationDetails:
+    """rename and link: where the file went; symlink: the link target (not resolved)."""
+
+    destination: FileInfo
+
+
+@dataclass(slots=True)
+class XattrDetails:
+    name: str
+
+
+@dataclass(slots=True)
+class TruncateDetails:
+    length: int
+
+
+Details = (
+    OpenDetails
+    | ChmodDetails
+    | ChownDetails
+    | DestinationDetails
+    | XattrDetails
+    | TruncateDetails
+    | None
+)
+
+
+@dataclass(slots=True)
+class ContainerInfo:
+    id: str
+    runtime: str = ""
+
+
+@dataclass(slots=True)
+class Event:
+    type: EventType
+    syscall: str
+    timestamp_ns: int  # wall clock, ns since the epoch
+    retval: int  # >= 0 success, else -errno
+    process: ProcessInfo
+    file: FileInfo
+    details: Details = None
+    container: ContainerInfo | None = None
+    # Context other stages add (process ancestry, plugin data); keyed by namespace.
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.retval >= 0

@@ -1,0 +1,247 @@
+"""otel-fim's own metrics: how many events each filter stage saw, what matched, latency, delivery health.
+
+The per-stage counters live in BPF maps and the pipeline; they are read by observable instruments
+when the reader collects, so a hot path never pays for an instrument call per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import Resource
+
+import otel_fim
+from otel_fim.export.endpoint import OtlpEndpoint, build_resource
+
+log = logging.getLogger(__name__)
+
+# (stage, event_type) -> cumulative count since start.
+CountersSource = Callable[[], Mapping[tuple[str, str], int]]
+Gauge = Callable[[], int]
+
+STAGES = (
+    "kernel.seen",
+    "kernel.approver_dropped",
+    "kernel.discarder_dropped",
+    "kernel.sent",
+    "kernel.lost",
+    "user.evaluated",
+    "user.matched",
+)
+# Latency buckets (s): sub-millisecond for the hot path, up to an hour for delivery after an outage.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+)  # fmt: skip
+DEFAULT_EXPORT_INTERVAL = 60.0  # seconds; OTEL_METRIC_EXPORT_INTERVAL's default
+
+
+class FimMetrics:
+    """The instruments. Sources (`counters`, `discarders`, the spool) may be attached later."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider,
+        counters: CountersSource | None = None,
+        *,
+        discarders: Gauge | None = None,
+    ) -> None:
+        self.meter_provider = meter_provider
+        self.counters = counters
+        self.discarders = discarders
+        self._spool_depth: Gauge | None = None
+        self._spool_bytes: Gauge | None = None
+        self._failed_callbacks: set[str] = set()
+        self._lock = threading.Lock()
+        meter = meter_provider.get_meter("otel_fim", otel_fim.__version__)
+        meter.create_observable_counter(
+            "otel_fim.events",
+            callbacks=[self._observe_events],
+            unit="{event}",
+            description="File events by filter stage (fim.stage) and event type, since the agent started.",
+        )
+        self._matches = meter.create_counter(
+            "otel_fim.rule.matches",
+            unit="{match}",
+            description="Rule matches by rule id (security_rule.name).",
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.discarders",
+            callbacks=[self._gauge_callback("discarders", lambda: self.discarders)],
+            unit="{discarder}",
+            description="Discarders currently installed in the kernel.",
+        )
+        self._latency = meter.create_histogram(
+            "otel_fim.event.latency",
+            unit="s",
+            description="Kernel timestamp to the event being handed to the outputs.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        self._delivery = meter.create_histogram(
+            "otel_fim.export.latency",
+            unit="s",
+            description="Kernel timestamp to the OTLP receiver acknowledging the log record.",
+            explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.spool.depth",
+            callbacks=[self._gauge_callback("spool.depth", lambda: self._spool_depth)],
+            unit="{record}",
+            description="Log records spooled and not yet acknowledged by the receiver.",
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.spool.size",
+            callbacks=[self._gauge_callback("spool.size", lambda: self._spool_bytes)],
+            unit="By",
+            description="Bytes of spooled log records.",
+        )
+        self._dropped = meter.create_counter(
+            "otel_fim.spool.dropped",
+            unit="{record}",
+            description="Log records given up before delivery, by severity_text and reason "
+            "(spool_full, spool_error, corrupt).",
+        )
+        self._failures = meter.create_counter(
+            "otel_fim.export.failures",
+            unit="{failure}",
+            description="Failed OTLP export attempts by signal (logs, metrics); each is retried or reported.",
+        )
+
+    @classmethod
+    def otlp(
+        cls,
+        endpoint: OtlpEndpoint,
+        counters: CountersSource | None = None,
+        *,
+        discarders: Gauge | None = None,
+        interval: float = DEFAULT_EXPORT_INTERVAL,
+        resource: Resource | None = None,
+        exporter: MetricExporter | None = None,
+    ) -> FimMetrics:
+        """Metrics exported every `interval` seconds over OTLP (`exporter` overrides, for tests)."""
+        counting = FailureCountingExporter(exporter or endpoint.metric_exporter())
+        reader = PeriodicExportingMetricReader(counting, export_interval_millis=interval * 1000)
+        metrics = cls.with_reader(reader, counters, discarders=discarders, resource=resource)
+        counting.on_failure = lambda: metrics.record_export_failure("metrics")
+        return metrics
+
+    @classmethod
+    def with_reader(
+        cls,
+        reader: MetricReader,
+        counters: CountersSource | None = None,
+        *,
+        discarders: Gauge | None = None,
+        resource: Resource | None = None,
+    ) -> FimMetrics:
+        provider = MeterProvider(resource=resource or build_resource(), metric_readers=[reader])
+        return cls(provider, counters, discarders=discarders)
+
+    # -- what the pipeline and outputs call ------------------------------------------------------
+
+    def record_match(self, rule_id: str) -> None:
+        self._matches.add(1, {"security_rule.name": rule_id})
+
+    def record_latency(self, seconds: float) -> None:
+        self._latency.record(max(seconds, 0.0))
+
+    def record_delivery_latency(self, seconds: float) -> None:
+        self._delivery.record(max(seconds, 0.0))
+
+    def record_export_failure(self, signal: str) -> None:
+        self._failures.add(1, {"fim.signal": signal})
+
+    def record_spool_dropped(self, severity_text: str, count: int = 1, *, reason: str) -> None:
+        self._dropped.add(count, {"severity_text": severity_text, "fim.reason": reason})
+
+    def watch_spool(self, depth: Gauge, size_bytes: Gauge) -> None:
+        self._spool_depth, self._spool_bytes = depth, size_bytes
+
+    def force_flush(self, timeout: float = 10.0) -> bool:
+        return self.meter_provider.force_flush(int(timeout * 1000))
+
+    def shutdown(self) -> None:
+        """Collects and exports one last time, then stops the reader."""
+        self.meter_provider.shutdown()
+
+    # -- callbacks -------------------------------------------------------------------------------
+
+    def _observe_events(self, options: CallbackOptions) -> Iterable[Observation]:
+        if self.counters is None:
+            return []
+        try:
+            counts = self.counters()
+        except Exception:
+            self._callback_failed("events")
+            return []
+        return [
+            Observation(value, {"fim.stage": stage, "fim.event.type": event_type})
+            for (stage, event_type), value in counts.items()
+        ]
+
+    def _gauge_callback(self, name: str, source: Callable[[], Gauge | None]):
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            gauge = source()
+            if gauge is None:
+                return []
+            try:
+                return [Observation(gauge())]
+            except Exception:
+                self._callback_failed(name)
+                return []
+
+        return callback
+
+    def _callback_failed(self, name: str) -> None:
+        with self._lock:
+            first = name not in self._failed_callbacks
+            self._failed_callbacks.add(name)
+        if first:  # once per source: a broken source must not flood the log every interval
+            log.exception("metrics: reading %s failed", name)
+
+
+class FailureCountingExporter(MetricExporter):
+    """Delegates to an OTLP metric exporter and reports each failed export.
+
+    The periodic reader ignores the export result, so this is the only place a failure is visible.
+    """
+
+    def __init__(self, inner: MetricExporter, on_failure: Callable[[], None] | None = None) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self.on_failure = on_failure
+        self.failures = 0
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs
+    ) -> MetricExportResult:
+        try:
+            result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        except Exception:
+            log.exception("metrics: exporter raised")
+            result = MetricExportResult.FAILURE
+        if result is not MetricExportResult.SUCCESS:
+            self.failures += 1
+            if self.on_failure is not None:
+                self.on_failure()
+        return result
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self.inner.force_flush(timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
+        self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -1,0 +1,164 @@
+"""Raw ring-buffer records (struct fim_event) -> `Event`."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import posixpath
+import time
+
+from otel_fim.constants import OPEN_FLAGS
+from otel_fim.event import (
+    ChmodDetails,
+    ChownDetails,
+    Details,
+    DestinationDetails,
+    Event,
+    EventType,
+    FileInfo,
+    OpenDetails,
+    ProcessInfo,
+    TruncateDetails,
+    XattrDetails,
+)
+from otel_fim.kernel.layout import (
+    DATA_OFFSET,
+    EVENT_TYPES,
+    F_HAS_INODE,
+    F_JOINED,
+    F_TRUNCATED,
+    SYSCALLS,
+    FimEventHeader,
+    FimFile,
+)
+
+_NO_ID = 0xFFFFFFFF  # chown's "leave unchanged"
+
+
+def boot_to_epoch_offset_ns() -> int:
+    """Add to a CLOCK_BOOTTIME reading to get wall-clock ns since the epoch."""
+    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+def kernel_dev_to_user(dev: int) -> int:
+    """Kernel dev_t (major << 20 | minor) -> the st_dev encoding os.stat() reports."""
+    return os.makedev(dev >> 20, dev & 0xFFFFF)
+
+
+def _decode_name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def complete_joined_path(path: str, pid: int) -> str:
+    """Finish a path the kernel built as <base dir from a dentry>/<name as passed>.
+
+    The kernel resolved the base from a dentry; the name may still hold `.`, `..` and symlinked
+    directories. When the parent directory exists and the process shares our root, resolve it
+    through the filesystem (symlinks included); otherwise normalise lexically."""
+    parent, name = posixpath.split(path)
+    if name in ("", ".", ".."):
+        return posixpath.normpath(path)
+    if _shares_our_root(pid):
+        try:
+            real_parent = os.path.realpath(parent, strict=True)
+        except OSError:
+            pass
+        else:
+            return posixpath.join(real_parent, name)
+    return posixpath.normpath(path)
+
+
+def _shares_our_root(pid: int) -> bool:
+    try:
+        return os.readlink(f"/proc/{pid}/root") == "/"
+    except OSError:
+        return True  # the process is gone: most processes share the host root
+
+
+class Decoder:
+    def __init__(self) -> None:
+        self._epoch_offset = boot_to_epoch_offset_ns()
+        self._refreshed = time.monotonic()
+
+    def decode(self, address: int, size: int) -> Event:
+        if size < DATA_OFFSET:
+            raise ValueError(f"event of {size} bytes is shorter than its header ({DATA_OFFSET})")
+        header = FimEventHeader.from_buffer_copy(ctypes.string_at(address, DATA_OFFSET))
+        data = ctypes.string_at(address + DATA_OFFSET, size - DATA_OFFSET)
+        return self.from_parts(header, data)
+
+    def from_parts(self, h: FimEventHeader, data: bytes) -> Event:
+        self._maybe_refresh_clock()
+        etype = EVENT_TYPES[h.type]
+        file_len = h.file.path_len
+        dest_len = h.dest.path_len
+        file = self._file(h.file, data[:file_len], h.pid)
+        dest_raw = data[file_len : file_len + dest_len]
+        xattr = data[file_len + dest_len : file_len + dest_len + h.xattr_len]
+        process = ProcessInfo(
+            pid=h.pid,
+            tid=h.tid,
+            ppid=h.ppid,
+            uid=h.uid,
+            gid=h.gid,
+            euid=h.euid,
+            comm=_decode_name(h.comm),
+            cgroup_id=h.cgroup_id,
+        )
+        return Event(
+            type=etype,
+            syscall=SYSCALLS[h.syscall],
+            timestamp_ns=h.ts_boot_ns + self._epoch_offset,
+            retval=h.retval,
+            process=process,
+            file=file,
+            details=self._details(etype, h, dest_raw, xattr),
+        )
+
+    def _file(self, f: FimFile, raw: bytes, pid: int) -> FileInfo:
+        path = _decode_name(raw)
+        if f.flags & F_JOINED and not f.flags & F_TRUNCATED:
+            path = complete_joined_path(path, pid)
+        info = FileInfo(path=path, mount_id=f.mnt_id, truncated=bool(f.flags & F_TRUNCATED))
+        if f.flags & F_HAS_INODE:
+            info.inode = f.ino
+            info.dev = kernel_dev_to_user(f.dev)
+            info.mode = f.mode
+            info.uid = f.uid
+            info.gid = f.gid
+        return info
+
+    def _details(self, etype: EventType, h: FimEventHeader, dest: bytes, xattr: bytes) -> Details:
+        if etype is EventType.OPEN:
+            return OpenDetails(flags=h.open_flags, mode=h.mode if _creates(h.open_flags) else 0)
+        if etype is EventType.MKDIR:
+            return ChmodDetails(mode=h.mode)
+        if etype is EventType.CHMOD:
+            return ChmodDetails(mode=h.mode)
+        if etype is EventType.CHOWN:
+            return ChownDetails(uid=_id(h.new_uid), gid=_id(h.new_gid))
+        if etype in (EventType.RENAME, EventType.LINK):
+            return DestinationDetails(self._file(h.dest, dest, h.pid))
+        if etype is EventType.SYMLINK:
+            target = FileInfo(path=_decode_name(dest), truncated=bool(h.dest.flags & F_TRUNCATED))
+            return DestinationDetails(target)
+        if etype in (EventType.SETXATTR, EventType.REMOVEXATTR):
+            return XattrDetails(name=_decode_name(xattr))
+        if etype is EventType.TRUNCATE:
+            return TruncateDetails(length=h.length)
+        return None
+
+    def _maybe_refresh_clock(self) -> None:
+        # Wall-clock steps (NTP) move the boot->epoch offset; re-read it now and then.
+        now = time.monotonic()
+        if now - self._refreshed > 10:
+            self._epoch_offset = boot_to_epoch_offset_ns()
+            self._refreshed = now
+
+
+def _creates(flags: int) -> bool:
+    return bool(flags & OPEN_FLAGS["O_CREAT"]) or flags & OPEN_FLAGS["O_TMPFILE"] == OPEN_FLAGS["O_TMPFILE"]
+
+
+def _id(value: int) -> int:
+    return -1 if value == _NO_ID else value

@@ -1,0 +1,114 @@
+"""Python mirror of bpf/events.h: the one place user space knows the kernel's event layout."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from pathlib import Path
+
+from otel_fim.event import EventType
+
+BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+EVENTS_H = BPF_DIR / "events.h"
+
+FIM_PATH_MAX = 4096
+FIM_XATTR_MAX = 256
+FIM_DATA_MAX = 2 * FIM_PATH_MAX + FIM_XATTR_MAX
+
+# enum fim_event_type order
+EVENT_TYPES: tuple[EventType, ...] = (
+    EventType.OPEN,
+    EventType.UNLINK,
+    EventType.RENAME,
+    EventType.MKDIR,
+    EventType.RMDIR,
+    EventType.LINK,
+    EventType.SYMLINK,
+    EventType.CHMOD,
+    EventType.CHOWN,
+    EventType.UTIMES,
+    EventType.SETXATTR,
+    EventType.REMOVEXATTR,
+    EventType.TRUNCATE,
+)
+
+# enum fim_syscall order
+SYSCALLS: tuple[str, ...] = (
+    "open", "openat", "openat2", "creat", "truncate", "ftruncate",
+    "unlink", "unlinkat", "rename", "renameat", "renameat2",
+    "mkdir", "mkdirat", "rmdir", "link", "linkat", "symlink", "symlinkat",
+    "chmod", "fchmod", "fchmodat", "fchmodat2",
+    "chown", "fchown", "lchown", "fchownat",
+    "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
+    "utime", "utimes", "utimensat", "futimesat",
+)  # fmt: skip
+
+# enum fim_counter order
+COUNTERS: tuple[str, ...] = ("seen", "approver_dropped", "discarder_dropped", "sent", "lost")
+
+# fim_file.flags
+F_TRUNCATED = 0x01
+F_FROM_DENTRY = 0x02
+F_JOINED = 0x04
+F_HAS_INODE = 0x08
+F_RAW = 0x10
+F_UNREACHABLE = 0x20
+
+
+class FimFile(ctypes.Structure):
+    _fields_ = [
+        ("ino", ctypes.c_uint64),
+        ("dev", ctypes.c_uint32),
+        ("mnt_id", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("flags", ctypes.c_uint16),
+        ("path_len", ctypes.c_uint16),
+    ]
+
+
+class FimEventHeader(ctypes.Structure):
+    """struct fim_event without its `data` tail (read separately with string_at: a c_char array
+    would stop at the first NUL)."""
+
+    _fields_ = [
+        ("ts_boot_ns", ctypes.c_uint64),
+        ("retval", ctypes.c_int64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("length", ctypes.c_int64),
+        ("type", ctypes.c_uint32),
+        ("syscall", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("euid", ctypes.c_uint32),
+        ("open_flags", ctypes.c_uint32),
+        ("mode", ctypes.c_uint32),
+        ("new_uid", ctypes.c_uint32),
+        ("new_gid", ctypes.c_uint32),
+        ("xattr_len", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 3),
+        ("comm", ctypes.c_char * 16),
+        ("file", FimFile),
+        ("dest", FimFile),
+    ]
+
+
+DATA_OFFSET = ctypes.sizeof(FimEventHeader)
+
+
+class FimConfig(ctypes.Structure):
+    _fields_ = [("agent_tgid", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:
+    """Enumerator names of `enum <enum_name>` in events.h, in order (used by the layout test)."""
+    text = header.read_text()
+    body = re.search(r"enum\s+" + enum_name + r"\s*\{(.*?)\};", text, re.S)
+    if body is None:
+        raise ValueError(f"enum {enum_name} not found in {header}")
+    names = [re.sub(r"=.*", "", item).strip() for item in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).split(",")]
+    return [n for n in names if n]

@@ -1,0 +1,51 @@
+"""Kernel struct member offsets the eBPF code needs, read from BTF and passed as -D constants.
+
+Each constant names the member it stands for; a kernel that lacks one fails at start with the
+member's name, instead of the program reading the wrong bytes.
+"""
+
+from __future__ import annotations
+
+from otel_fim.kernel.btf import Btf
+
+# C constant -> (struct, member path)
+MEMBERS: dict[str, tuple[str, str]] = {
+    "OFF_TASK_REAL_PARENT": ("task_struct", "real_parent"),
+    "OFF_TASK_TGID": ("task_struct", "tgid"),
+    "OFF_TASK_FILES": ("task_struct", "files"),
+    "OFF_TASK_FS": ("task_struct", "fs"),
+    "OFF_TASK_CRED": ("task_struct", "cred"),
+    "OFF_CRED_EUID": ("cred", "euid"),
+    "OFF_FILES_FDT": ("files_struct", "fdt"),
+    "OFF_FDTABLE_MAX_FDS": ("fdtable", "max_fds"),
+    "OFF_FDTABLE_FD": ("fdtable", "fd"),
+    "OFF_FILE_F_PATH": ("file", "f_path"),
+    "OFF_PATH_MNT": ("path", "mnt"),
+    "OFF_PATH_DENTRY": ("path", "dentry"),
+    "OFF_FS_STRUCT_ROOT": ("fs_struct", "root"),
+    "OFF_FS_STRUCT_PWD": ("fs_struct", "pwd"),
+    "OFF_DENTRY_D_PARENT": ("dentry", "d_parent"),
+    "OFF_DENTRY_D_NAME": ("dentry", "d_name"),
+    "OFF_DENTRY_D_INODE": ("dentry", "d_inode"),
+    "OFF_QSTR_LEN": ("qstr", "len"),
+    "OFF_QSTR_NAME": ("qstr", "name"),
+    "OFF_INODE_I_INO": ("inode", "i_ino"),
+    "OFF_INODE_I_MODE": ("inode", "i_mode"),
+    "OFF_INODE_I_UID": ("inode", "i_uid"),
+    "OFF_INODE_I_GID": ("inode", "i_gid"),
+    "OFF_INODE_I_SB": ("inode", "i_sb"),
+    "OFF_SUPER_BLOCK_S_DEV": ("super_block", "s_dev"),
+    "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
+    "OFF_MOUNT_MNT": ("mount", "mnt"),
+    "OFF_MOUNT_MNT_PARENT": ("mount", "mnt_parent"),
+    "OFF_MOUNT_MNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "OFF_MOUNT_MNT_ID": ("mount", "mnt_id"),
+}
+
+
+def read_offsets(btf: Btf, members: dict[str, tuple[str, str]] = MEMBERS) -> dict[str, int]:
+    return {name: btf.offset_of(struct, member) for name, (struct, member) in members.items()}
+
+
+def cflags(offsets: dict[str, int]) -> list[str]:
+    return [f"-D{name}={value}" for name, value in sorted(offsets.items())]

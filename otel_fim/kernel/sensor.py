@@ -1,0 +1,129 @@
+"""The kernel sensor: compiles the programs in bpf/, attaches them, and reads the ring buffer.
+
+Use as a context manager: everything attached is detached on exit, whatever the exit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from otel_fim.event import Event, EventType
+from otel_fim.kernel import headers, tracefs
+from otel_fim.kernel.btf import Btf
+from otel_fim.kernel.decoder import Decoder
+from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
+from otel_fim.kernel.offsets import cflags, read_offsets
+
+log = logging.getLogger(__name__)
+
+# 4 MiB: ~2,500 worst-case (two full paths) events, ~30,000 typical ones, of slack for user space.
+DEFAULT_RINGBUF_PAGES = 1024
+
+
+# Index in the `tail_calls` program array -> program (TAIL_* in file_syscalls.c).
+TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path")
+
+
+class SensorError(RuntimeError):
+    pass
+
+
+@dataclass
+class SensorOptions:
+    bpf_dir: Path = BPF_DIR
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES
+    btf_path: str = "/sys/kernel/btf/vmlinux"
+    agent_pid: int = os.getpid()
+
+
+class Sensor:
+    def __init__(self, on_event: Callable[[Event], None], options: SensorOptions | None = None) -> None:
+        self.options = options or SensorOptions()
+        self._on_event = on_event
+        self._bpf = None
+        self._decoder = Decoder()
+        self.offsets: dict[str, int] = {}
+        self.decode_errors = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def __enter__(self) -> Sensor:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        opts = self.options
+        if opts.ringbuf_pages & (opts.ringbuf_pages - 1):
+            raise SensorError(f"ring buffer pages must be a power of two, got {opts.ringbuf_pages}")
+        tree = headers.prepare()
+        headers.configure_bcc(tree)
+        tracefs.ensure_mounted()
+        self.offsets = read_offsets(Btf.load(opts.btf_path))
+        source = (opts.bpf_dir / "file_syscalls.c").read_text()
+        flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
+        from bcc import BPF  # imported here: only Debian's python3 has it
+
+        try:
+            # Loading attaches every TRACEPOINT_PROBE.
+            self._bpf = BPF(text=source, cflags=flags)
+        except Exception as exc:
+            raise SensorError(f"cannot load the BPF programs from {opts.bpf_dir}: {exc}") from exc
+        try:
+            tail_calls = self._bpf["tail_calls"]
+            for index, name in enumerate(TAIL_PROGRAMS):
+                fn = self._bpf.load_func(name, BPF.TRACEPOINT)
+                tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
+            self._bpf["config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
+            self._bpf["events"].open_ring_buffer(self._handle)
+        except Exception:
+            self.stop()
+            raise
+        log.info("sensor attached: %d tracepoints", self.attached_count())
+
+    def stop(self) -> None:
+        if self._bpf is not None:
+            bpf, self._bpf = self._bpf, None
+            bpf.cleanup()
+
+    # -- reading ----------------------------------------------------------------------------
+    def poll(self, timeout_ms: int = 100) -> None:
+        """Deliver what the ring buffer holds to `on_event`; waits up to timeout_ms for the first."""
+        if self._bpf is None:
+            raise SensorError("sensor is not started")
+        self._bpf.ring_buffer_poll(timeout_ms)
+
+    def _handle(self, _ctx: int, data: int, size: int) -> int:
+        try:
+            event = self._decoder.decode(data, size)
+        except Exception:  # a decoder bug must not stop the sensor: count it and go on
+            self.decode_errors += 1
+            log.exception("cannot decode a %d-byte event", size)
+            return 0
+        self._on_event(event)
+        return 0
+
+    def attached_count(self) -> int:
+        return 0 if self._bpf is None else self._bpf.num_open_tracepoints()
+
+    def counters(self) -> dict[tuple[str, EventType], int]:
+        """Cumulative kernel counters: (counter, event type) -> sum over CPUs."""
+        if self._bpf is None:
+            return {}
+        table = self._bpf["counters"]
+        out: dict[tuple[str, EventType], int] = {}
+        for t_index, etype in enumerate(EVENT_TYPES):
+            for c_index, name in enumerate(COUNTERS):
+                values = table[ctypes.c_int(t_index * len(COUNTERS) + c_index)]
+                out[(name, etype)] = sum(values)
+        return out
+
+    @property
+    def tracepoints(self) -> Iterable[str]:
+        return [] if self._bpf is None else [tp.decode() for tp in self._bpf.tracepoint_fds]
