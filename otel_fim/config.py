@@ -72,7 +72,7 @@ class AgentConfig:
     stats_file: str | None = None  # final counters as JSON on exit
     state_dir: str = DEFAULT_STATE_DIR  # the OTLP spool lives here
     kernel_filter: bool = True  # approvers/discarders in the kernel
-    status_interval: float = 60.0  # seconds between status log lines; 0: never
+    status_interval: float = 30.0  # seconds between status lines; 0: never
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)

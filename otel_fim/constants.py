@@ -32,7 +32,10 @@ O_ACCMODE = 0o3
 # Opens that can change a file: any of these bits set (O_TMPFILE includes O_DIRECTORY's bit, so it
 # is tested as a whole elsewhere).
 OPEN_WRITE_MASK = (
-    OPEN_FLAGS["O_WRONLY"] | OPEN_FLAGS["O_RDWR"] | OPEN_FLAGS["O_CREAT"] | OPEN_FLAGS["O_TRUNC"]
+    OPEN_FLAGS["O_WRONLY"]
+    | OPEN_FLAGS["O_RDWR"]
+    | OPEN_FLAGS["O_CREAT"]
+    | OPEN_FLAGS["O_TRUNC"]
     | OPEN_FLAGS["O_APPEND"]
 )
 

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 
 
-class EventType(str, enum.Enum):
+class EventType(enum.StrEnum):
     OPEN = "open"
     UNLINK = "unlink"
     RENAME = "rename"
@@ -29,9 +29,6 @@ class EventType(str, enum.Enum):
     SETXATTR = "setxattr"
     REMOVEXATTR = "removexattr"
     TRUNCATE = "truncate"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(slots=True)
@@ -108,13 +105,7 @@ class TruncateDetails:
 
 
 Details = (
-    OpenDetails
-    | ChmodDetails
-    | ChownDetails
-    | DestinationDetails
-    | XattrDetails
-    | TruncateDetails
-    | None
+    OpenDetails | ChmodDetails | ChownDetails | DestinationDetails | XattrDetails | TruncateDetails | None
 )
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -150,6 +152,12 @@ class FimMetrics:
 
     # -- what the pipeline and outputs call ------------------------------------------------------
 
+    def on_emitted(self, event: Any, matches: Sequence[Any], record: Mapping[str, Any]) -> None:
+        """A `Pipeline.on_emitted` hook: counts the matches and the kernel-to-outputs latency."""
+        self.record_latency((time.time_ns() - event.timestamp_ns) / 1e9)
+        for match in matches:
+            self.record_match(match.rule_id)
+
     def record_match(self, rule_id: str) -> None:
         self._matches.add(1, {"security_rule.name": rule_id})
 
@@ -245,3 +253,20 @@ class FailureCountingExporter(MetricExporter):
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs) -> None:
         self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def agent_counters(
+    kernel: Callable[[], Mapping[tuple[str, Any], int]],
+    user: Any,
+) -> CountersSource:
+    """A counters source from the sensor's `counters()` ({(name, EventType): n}, names like `seen`)
+    and the pipeline's `UserCounters` (`evaluated` / `matched` Counters keyed by EventType)."""
+
+    def read() -> dict[tuple[str, str], int]:
+        out = {(f"kernel.{name}", str(etype)): n for (name, etype), n in kernel().items()}
+        # dict() copies in one step: the pipeline thread may add a key meanwhile.
+        out.update({("user.evaluated", str(t)): n for t, n in dict(user.evaluated).items()})
+        out.update({("user.matched", str(t)): n for t, n in dict(user.matched).items()})
+        return out
+
+    return read

@@ -42,7 +42,7 @@ class SpooledRecord:
 DropCallback = Callable[[Sequence[SpooledRecord]], None]
 
 
-class SpoolError(RuntimeError):
+class SpoolError(OSError):
     pass
 
 

@@ -11,8 +11,8 @@ from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import (
     ChmodDetails,
     ChownDetails,
-    Details,
     DestinationDetails,
+    Details,
     Event,
     EventType,
     FileInfo,

@@ -47,8 +47,9 @@ def _candidates(usr_src: Path) -> list[tuple[str, Path, Path | None]]:
             continue
         common = usr_src / f"linux-headers-{m.group(1)}-common"
         found.append((m.group(1), arch_dir, common if common.is_dir() else None))
-    return sorted(found, key=lambda c: [int(x) if x.isdigit() else 0 for x in re.split(r"[.-]", c[0])],
-                  reverse=True)
+    return sorted(
+        found, key=lambda c: [int(x) if x.isdigit() else 0 for x in re.split(r"[.-]", c[0])], reverse=True
+    )
 
 
 def _link_merged(target: Path, sources: list[Path]) -> None:

@@ -110,5 +110,8 @@ def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:
     body = re.search(r"enum\s+" + enum_name + r"\s*\{(.*?)\};", text, re.S)
     if body is None:
         raise ValueError(f"enum {enum_name} not found in {header}")
-    names = [re.sub(r"=.*", "", item).strip() for item in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).split(",")]
+    names = [
+        re.sub(r"=.*", "", item).strip()
+        for item in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).split(",")
+    ]
     return [n for n in names if n]

@@ -72,16 +72,16 @@ class Sensor:
 
         try:
             # Loading attaches every TRACEPOINT_PROBE.
-            self._bpf = BPF(text=source, cflags=flags)
+            self._bpf = BPF(text=source.encode(), cflags=flags)
         except Exception as exc:
             raise SensorError(f"cannot load the BPF programs from {opts.bpf_dir}: {exc}") from exc
         try:
-            tail_calls = self._bpf["tail_calls"]
+            tail_calls = self._bpf[b"tail_calls"]
             for index, name in enumerate(TAIL_PROGRAMS):
-                fn = self._bpf.load_func(name, BPF.TRACEPOINT)
+                fn = self._bpf.load_func(name.encode(), BPF.TRACEPOINT)
                 tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
-            self._bpf["config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
-            self._bpf["events"].open_ring_buffer(self._handle)
+            self._bpf[b"config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
+            self._bpf[b"events"].open_ring_buffer(self._handle)
         except Exception:
             self.stop()
             raise
@@ -116,7 +116,7 @@ class Sensor:
         """Cumulative kernel counters: (counter, event type) -> sum over CPUs."""
         if self._bpf is None:
             return {}
-        table = self._bpf["counters"]
+        table = self._bpf[b"counters"]
         out: dict[tuple[str, EventType], int] = {}
         for t_index, etype in enumerate(EVENT_TYPES):
             for c_index, name in enumerate(COUNTERS):

@@ -368,5 +368,13 @@ def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) ->
         total = total.union(f.paths)  # type: ignore[arg-type]
     fs = total.file
     return Approvers(
-        event_type, False, "", fs.basenames, fs.paths, fs.parent_dirs, fs.ancestor_dirs, total.destination, **flags
+        event_type,
+        False,
+        "",
+        fs.basenames,
+        fs.paths,
+        fs.parent_dirs,
+        fs.ancestor_dirs,
+        total.destination,
+        **flags,
     )  # type: ignore[arg-type]

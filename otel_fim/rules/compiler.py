@@ -12,7 +12,8 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from otel_fim.constants import ALL_CONSTANTS, OPEN_FLAGS, OPEN_WRITE_MASK
+from otel_fim.constants import ALL_CONSTANTS as _SHARED_CONSTANTS
+from otel_fim.constants import O_ACCMODE, OPEN_FLAGS, OPEN_WRITE_MASK
 from otel_fim.event import EventType
 from otel_fim.rules import fields as registry
 from otel_fim.rules import parser as syn
@@ -40,6 +41,8 @@ from otel_fim.rules.ir import (
 )
 
 WRITE = "fim.write"
+# The language's named constants: O_* flags (with the O_ACCMODE mask) and S_* mode bits.
+ALL_CONSTANTS: dict[str, int] = {**_SHARED_CONSTANTS, "O_ACCMODE": O_ACCMODE}
 # An open modifies its file when it writes, creates, truncates or appends; O_TMPFILE's own bit
 # (O_TMPFILE minus O_DIRECTORY) makes an anonymous file that linkat() can later publish.
 WRITE_OPEN_FLAGS = OPEN_WRITE_MASK | (OPEN_FLAGS["O_TMPFILE"] & ~OPEN_FLAGS["O_DIRECTORY"])
@@ -232,7 +235,7 @@ class _Resolver:
                 return Pattern(node.value, True, self.pos(node))
             except Exception as e:  # re.error
                 raise self.fail(f"bad regex: {e}", node) from None
-        raise self.fail("=~ and !~ need a glob string or a regex r\"...\"", node)
+        raise self.fail('=~ and !~ need a glob string or a regex r"..."', node)
 
     def _compare(self, node: syn.Compare) -> Cond:
         op = node.op
@@ -241,7 +244,9 @@ class _Resolver:
             return self._make(op, left, self._items(node.right, self._elem(left, op, node)), node)
         if op in ("=~", "!~"):
             if left.type.scalar is not FieldType.STR or isinstance(left, Const):
-                raise self.fail(f"glob or regex match on {left.type}: '{op}' needs a string field", node.op_pos)
+                raise self.fail(
+                    f"glob or regex match on {left.type}: '{op}' needs a string field", node.op_pos
+                )
             return self._make(op, left, self._pattern(node.right), node)
         right = self.value(node.right)
         if isinstance(left, Const) and not isinstance(right, Const):
@@ -365,4 +370,3 @@ def check_macro(text: str, macros: Mapping[str, MacroDef]) -> None:
     resolver.cond(syn.parse(text))
     if len(resolver.types) > 1:
         _event_kind(resolver.types, 0)
-

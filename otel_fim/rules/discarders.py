@@ -119,4 +119,3 @@ def partial_eval(cond: Cond, known: Known) -> Tri:
 def can_match(cond: Cond, known: Known) -> bool:
     """False only when no event carrying `known` can satisfy `cond`."""
     return partial_eval(cond, known) is not FALSE
-

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from otel_fim.event import Event, EventType
 
 
-class FieldType(str, enum.Enum):
+class FieldType(enum.StrEnum):
     STR = "str"
     INT = "int"
     BOOL = "bool"
@@ -151,12 +151,20 @@ def _register_builtins() -> None:
     register_field("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
     register_field("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
     register_field("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
-    register_field("chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps")
-    register_field("chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps")
+    register_field(
+        "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
+    )
+    register_field(
+        "chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps"
+    )
     for t in (EventType.RENAME, EventType.LINK):
         p = t.value
-        register_field(f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path")
-        register_field(f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name")
+        register_field(
+            f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path"
+        )
+        register_field(
+            f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name"
+        )
         register_field(f"{p}.file.destination.inode", I, _destination("inode"), t, None, "new inode")
     register_field(
         "symlink.file.destination.path", S, _destination("path"), EventType.SYMLINK, "destination.path",

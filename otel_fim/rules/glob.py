@@ -84,13 +84,14 @@ def glob_shape(pattern: str) -> GlobShape:
     return GlobShape(None, basename, parent, ancestor)
 
 
-# The NFA: one state per token position; `*`/`**` loop on themselves and may be skipped, and `**/`
-# may be skipped as a whole (zero levels). _Token.skip is that epsilon edge's target.
+# The NFA: one state per token position. `*` and `**` loop on themselves and may be left at any time
+# (epsilon to the next token); `**/` is a "split" (epsilon to its `**` or past its `/`: zero levels),
+# then a `**` and a literal `/`.
 @dataclass(frozen=True, slots=True)
 class _Token:
-    kind: str  # "lit", "one" (?), "star" (*), "dstar" (**)
+    kind: str  # "lit", "one" (?), "star" (*), "dstar" (**), "split"
     char: str = ""
-    skip: int = -1
+    skip: int = -1  # split only: the state past the group
 
 
 @lru_cache(maxsize=1024)
@@ -99,15 +100,15 @@ def _tokens(pattern: str) -> tuple[_Token, ...]:
     i, n = 0, len(pattern)
     while i < n:
         if pattern.startswith("**/", i):
-            pos = len(tokens)
-            tokens.append(_Token("dstar", skip=pos + 2))
+            tokens.append(_Token("split", skip=len(tokens) + 3))
+            tokens.append(_Token("dstar"))
             tokens.append(_Token("lit", "/"))
             i += 3
         elif pattern.startswith("**", i):
-            tokens.append(_Token("dstar", skip=len(tokens) + 1))
+            tokens.append(_Token("dstar"))
             i += 2
         elif pattern[i] == "*":
-            tokens.append(_Token("star", skip=len(tokens) + 1))
+            tokens.append(_Token("star"))
             i += 1
         elif pattern[i] == "?":
             tokens.append(_Token("one"))
@@ -122,9 +123,14 @@ def _closure(tokens: tuple[_Token, ...], states: set[int]) -> set[int]:
     todo = list(states)
     while todo:
         s = todo.pop()
-        if s < len(tokens) and tokens[s].skip >= 0 and tokens[s].skip not in states:
-            states.add(tokens[s].skip)
-            todo.append(tokens[s].skip)
+        if s >= len(tokens):
+            continue
+        tok = tokens[s]
+        targets = (s + 1, tok.skip) if tok.kind == "split" else (s + 1,) if tok.kind in ("star", "dstar") else ()
+        for t in targets:
+            if t not in states:
+                states.add(t)
+                todo.append(t)
     return states
 
 
@@ -143,7 +149,7 @@ def _step(tokens: tuple[_Token, ...], states: set[int], ch: str) -> set[int]:
         elif tok.kind == "star":
             if ch != "/":
                 nxt.add(s)
-        else:  # dstar
+        elif tok.kind == "dstar":
             nxt.add(s)
     return _closure(tokens, nxt)
 
@@ -167,16 +173,18 @@ def can_match_with_prefix(pattern: str, prefix: str) -> bool:
         states = _step(tokens, states, ch)
         if not states:
             return False
-    # Any state short of the end can still consume a character and then reach the end.
-    return any(s < len(tokens) for s in states)
+    # Any consuming state can take one more character and then still reach the end.
+    return any(s < len(tokens) and tokens[s].kind != "split" for s in states)
 
 
 def basename_can_match(pattern: str, name: str) -> bool:
     """Whether some path whose last level is `name` can match the glob (False is exact, True may be
     optimistic)."""
-    last = pattern.rsplit("/", 1)[-1]
-    if "**" in last:
-        return True  # `**` can swallow the whole tail, whatever the name
+    cut = pattern.rfind("/")
+    last = pattern[cut + 1 :]
+    if "**" in last or pattern[max(0, cut - 2) : cut + 1] == "**/":
+        # `**` can swallow the whole tail, and an optional `**/` group may not be the final `/`.
+        return True
     return glob_match(last, name)
 
 

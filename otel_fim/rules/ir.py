@@ -160,9 +160,7 @@ def _scalar_predicate(op: str, right: Const | Pattern | tuple[Item, ...]) -> Cal
     if op == "in":
         assert isinstance(right, tuple)
         literals = frozenset(
-            i.value if isinstance(i, Const) else i.text
-            for i in right
-            if isinstance(i, Const) or i.is_literal
+            i.value if isinstance(i, Const) else i.text for i in right if isinstance(i, Const) or i.is_literal
         )
         patterns = [i.rx.fullmatch for i in right if isinstance(i, Pattern) and not i.is_literal]
         if not patterns:

@@ -171,7 +171,9 @@ class _Build(Transformer):
         try:
             return Int(tok.start_pos, _parse_int(str(tok)))
         except ValueError:
-            raise ExpressionError(f"bad number {str(tok)!r} (a leading 0 means octal)", tok.start_pos) from None
+            raise ExpressionError(
+                f"bad number {str(tok)!r} (a leading 0 means octal)", tok.start_pos
+            ) from None
 
     def string(self, tok: Token) -> Node:
         try:
@@ -248,7 +250,8 @@ def parse(text: str) -> Node:
     except UnexpectedCharacters as e:
         raise ExpressionError(f"unexpected character {text[e.pos_in_stream]!r}", e.pos_in_stream) from None
     except UnexpectedEOF as e:
-        raise ExpressionError("the expression ends too early" + _describe_expected(set(e.expected)), len(text))
+        expected = _describe_expected(set(e.expected))
+        raise ExpressionError("the expression ends too early" + expected, len(text)) from None
     except UnexpectedToken as e:
         tok = e.token
         if tok.type == "$END":

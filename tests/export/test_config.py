@@ -143,3 +143,18 @@ def test_default_outputs(monkeypatch):
 def test_example_config_loads():
     cfg = load_config(EXAMPLE)
     assert cfg.rules and cfg.otlp.endpoint
+
+
+@pytest.mark.parametrize("name", ["loki.yaml", "elasticsearch.yaml"])
+def test_collector_examples_wire_logs_and_metrics(name):
+    import yaml
+
+    doc = yaml.safe_load((EXAMPLE.parent / "collector" / name).read_text())
+    pipelines = doc["service"]["pipelines"]
+    for signal in ("logs", "metrics"):
+        assert pipelines[signal]["receivers"] == ["otlp"]
+        for exporter in pipelines[signal]["exporters"]:
+            assert exporter in doc["exporters"]
+        for processor in pipelines[signal]["processors"]:
+            assert processor in doc["processors"]
+    assert set(doc["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}

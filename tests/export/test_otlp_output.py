@@ -197,3 +197,39 @@ def test_otlp_value_never_fails_encoding():
     assert otlp_value([1, None, "a"]) == [1, "a"]
     assert otlp_value({"k": object}) == {"k": str(object)}
     assert otlp_value(("x",)) == ["x"]
+
+
+def test_build_export_from_config(tmp_path):
+    from types import SimpleNamespace
+
+    from otel_fim.config import AgentConfig, OtlpConfig
+    from otel_fim.event import EventType
+    from otel_fim.export.telemetry import build_export
+
+    assert build_export(AgentConfig(outputs=["console"])).metrics is None
+    config = AgentConfig(
+        outputs=["otlp", f"jsonl:{tmp_path / 'e.jsonl'}"],
+        state_dir=str(tmp_path / "state"),
+        otlp=OtlpConfig(endpoint="http://127.0.0.1:9", protocol="grpc", timeout=0.2, close_timeout=0.1),
+    )
+    export = build_export(config)
+    try:
+        otlp = export.outputs[0]
+        assert isinstance(otlp, OtlpOutput) and otlp.spool.path == tmp_path / "state" / "spool.db"
+        assert export.metrics is not None
+        pipeline = SimpleNamespace(
+            counters=SimpleNamespace(evaluated={EventType.OPEN: 5}, matched={EventType.OPEN: 2}),
+            on_emitted=[],
+        )
+        sensor = SimpleNamespace(counters=lambda: {("seen", EventType.OPEN): 9})
+        export.attach(sensor, pipeline)
+        assert export.metrics.counters() == {
+            ("kernel.seen", "open"): 9,
+            ("user.evaluated", "open"): 5,
+            ("user.matched", "open"): 2,
+        }
+        assert pipeline.on_emitted == [export.metrics.on_emitted]
+    finally:
+        for output in export.outputs:
+            output.close()
+        export.metrics.meter_provider.shutdown(timeout_millis=100)

@@ -138,10 +138,10 @@ def test_receiver_down_then_up_delivers_everything(tmp_path, protocol):
 _WRITER = textwrap.dedent(
     """
     import sys, time
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {root!r})
     from otel_fim.export.otlp import OtlpOutput
     from otel_fim.export.outputs import emit_all
-    from export.conftest import MATCHES, make_event
+    from tests.export.conftest import MATCHES, make_event
 
     out = OtlpOutput(endpoint={endpoint!r}, protocol={protocol!r}, timeout=1, state_dir={state!r},
                      backoff_initial=0.2, backoff_max=0.5)
@@ -158,7 +158,7 @@ def test_sigkill_with_undelivered_events_then_restart_delivers(tmp_path, protoco
     receiver = Rotel(tmp_path)
     state, ready, n = tmp_path / "state", tmp_path / "ready", 25
     script = _WRITER.format(
-        tests=str(Path(__file__).parents[1]),
+        root=str(Path(__file__).parents[2]),
         endpoint=receiver.endpoint(protocol),
         protocol=protocol,
         state=str(state),

@@ -1,0 +1,177 @@
+"""`otel-fim run`: the agent. Loads rules, attaches the sensor, feeds the pipeline until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from otel_fim.export.outputs import Output, OutputSpecError, build_output
+from otel_fim.kernel.layout import COUNTERS
+from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
+from otel_fim.pipeline import Evaluator, Pipeline
+
+log = logging.getLogger("otel_fim")
+
+
+def add_run_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the agent", description="Attach the sensor and report file events.")
+    p.add_argument(
+        "--rules",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="policy file or directory (repeatable); without rules every file event is reported",
+    )
+    p.add_argument(
+        "--output",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="console | jsonl:PATH | otlp (repeatable; default console)",
+    )
+    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
+    p.add_argument(
+        "--ready-file", type=Path, default=None, metavar="PATH", help="created once every program is attached"
+    )
+    p.add_argument(
+        "--stats-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="write the final counters here as JSON on exit",
+    )
+    p.add_argument(
+        "--status-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="print a status line this often on stderr (0: never)",
+    )
+    p.add_argument(
+        "--ringbuf-pages",
+        type=int,
+        default=DEFAULT_RINGBUF_PAGES,
+        help="ring buffer size in 4 KiB pages (a power of two)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=run)
+
+
+def load_rules(paths: Sequence[str]) -> Evaluator | None:
+    if not paths:
+        return None
+    from otel_fim.rules.ruleset import RuleSet
+
+    return RuleSet.load(paths)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM so the loop ends and everything is detached in order."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.signal = signum
+        self.event.set()
+
+
+def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
+    kernel: dict[str, dict[str, int]] = {}
+    for (counter, etype), value in sensor.counters().items():
+        kernel.setdefault(etype.value, {})[counter] = value
+    c = pipeline.counters
+    return {
+        "kernel": kernel,
+        "user": {
+            "evaluated": {t.value: n for t, n in c.evaluated.items()},
+            "matched": {t.value: n for t, n in c.matched.items()},
+            "emitted": {t.value: n for t, n in c.emitted.items()},
+            "rule_matches": dict(c.rule_matches),
+            "output_errors": c.output_errors,
+            "decode_errors": sensor.decode_errors,
+        },
+    }
+
+
+def status_line(stats: dict[str, Any]) -> str:
+    totals: dict[str, int] = {}
+    for counters in stats["kernel"].values():
+        for name, value in counters.items():
+            totals[name] = totals.get(name, 0) + value
+    user = stats["user"]
+    kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
+    evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
+    return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+
+
+def build_outputs(specs: Sequence[str]) -> list[Output]:
+    return [build_output(spec) for spec in (specs or ["console"])]
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        ruleset = load_rules(args.rules)
+        outputs = build_outputs(args.output)
+    except (OutputSpecError, OSError, ValueError) as exc:
+        print(f"otel-fim: {exc}", file=sys.stderr)
+        return 2
+    pipeline = Pipeline(outputs, ruleset)
+    stop = StopFlag()
+    stop.install()
+    sensor = Sensor(pipeline.handle, SensorOptions(ringbuf_pages=args.ringbuf_pages))
+    stats: dict[str, Any] | None = None
+    try:
+        with sensor:
+            if args.ready_file:
+                args.ready_file.write_text(f"{sensor.attached_count()}\n")
+            log.info(
+                "attached %d tracepoints; reporting %s",
+                sensor.attached_count(),
+                "rule matches" if ruleset else "every file event",
+            )
+            poll_until_stopped(sensor, pipeline, stop, args.duration, args.status_interval)
+            sensor.poll(0)  # what is already in the ring buffer still counts
+            stats = stats_snapshot(sensor, pipeline)
+    finally:
+        pipeline.close()
+        if args.ready_file:
+            args.ready_file.unlink(missing_ok=True)
+    if stats is not None:
+        print(status_line(stats), file=sys.stderr)
+        if args.stats_file:
+            args.stats_file.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def poll_until_stopped(
+    sensor: Sensor, pipeline: Pipeline, stop: StopFlag, duration: float | None, status_interval: float
+) -> None:
+    deadline = None if duration is None else time.monotonic() + duration
+    next_status = time.monotonic() + status_interval if status_interval > 0 else None
+    while not stop.event.is_set():
+        sensor.poll(100)
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            break
+        if next_status is not None and now >= next_status:
+            print(status_line(stats_snapshot(sensor, pipeline)), file=sys.stderr, flush=True)
+            next_status = now + status_interval

@@ -1,0 +1,130 @@
+"""`otel-fim rules check [PATH]...` and `otel-fim rules test --events EVENTS.jsonl [PATH]...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TextIO
+
+from otel_fim.constants import open_flags_text
+from otel_fim.event import EventType
+from otel_fim.export.record import summary
+from otel_fim.rules.approvers import Approvers, PathSet
+from otel_fim.rules.errors import PolicyError
+from otel_fim.rules.recorded import RecordError, event_from_record
+from otel_fim.rules.ruleset import RuleSet
+
+DEFAULT_PATHS = ["rules/"]
+
+
+def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
+    rules = subparsers.add_parser("rules", help="validate and try out rule policies")
+    sub = rules.add_subparsers(dest="rules_command", required=True)
+
+    check = sub.add_parser("check", help="validate policies; show rules and approvers per event type")
+    check.add_argument(
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+    )
+    check.set_defaults(func=run_check)
+
+    test = sub.add_parser("test", help="evaluate recorded events (the agent's jsonl output) against policies")
+    test.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="jsonl file, '-' for stdin")
+    test.add_argument(
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+    )
+    test.add_argument("--only-matches", action="store_true", help="print only events some rule matches")
+    test.set_defaults(func=run_test)
+
+
+def _load(paths: list[str]) -> RuleSet | None:
+    try:
+        return RuleSet.load(paths or DEFAULT_PATHS)
+    except PolicyError as e:
+        print(e.render(), file=sys.stderr)
+        count = len(e.errors)
+        print(f"{count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return None
+
+
+def _set_text(label: str, values: frozenset[str]) -> str | None:
+    if not values:
+        return None
+    return f"{label}: " + ", ".join(sorted(values))
+
+
+def _path_lines(prefix: str, s: PathSet) -> list[str]:
+    lines = [
+        _set_text("paths", s.paths),
+        _set_text("basenames", s.basenames),
+        _set_text("parent dirs", s.parent_dirs),
+        _set_text("ancestor dirs", s.ancestor_dirs),
+    ]
+    return [f"{prefix}{line}" for line in lines if line]
+
+
+def describe_approvers(a: Approvers) -> list[str]:
+    lines: list[str] = []
+    if a.flags_any is not None:
+        gate = open_flags_text(a.flags_any) if a.flags_any else "none"
+        lines.append(f"open flags: any of {gate}" + (" or read-only" if a.allow_rdonly else ""))
+    if a.accept_all:
+        lines.append(f"accept all paths: {a.reason}")
+        return lines
+    lines += _path_lines("", a.file)
+    lines += _path_lines("destination ", a.destination)
+    return lines
+
+
+def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    ruleset = _load(args.paths)
+    if ruleset is None:
+        return 1
+    disabled = len(ruleset.all_rules) - len(ruleset)
+    files = len(ruleset.files)
+    print(
+        f"OK: {len(ruleset)} rules ({disabled} disabled) from {files} file{'s' if files != 1 else ''}",
+        file=out,
+    )
+    for event_type in EventType:
+        rules = ruleset.rules_for(event_type)
+        if not rules:
+            continue
+        print(f"\n{event_type.value}: {len(rules)} rule{'s' if len(rules) != 1 else ''}", file=out)
+        print("  rules: " + ", ".join(r.id for r in rules), file=out)
+        for line in describe_approvers(ruleset.approvers(event_type)):
+            print(f"  approvers {line}", file=out)
+    unused = [t.value for t in EventType if t not in ruleset.event_types()]
+    if unused:
+        print(f"\nno rules (not attached): {', '.join(unused)}", file=out)
+    return 0
+
+
+def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    ruleset = _load(args.paths)
+    if ruleset is None:
+        return 1
+    stream = sys.stdin if args.events == "-" else open(args.events, encoding="utf-8")  # noqa: SIM115
+    total = matched = bad = 0
+    with stream:
+        for lineno, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                event = event_from_record(json.loads(line))
+            except (json.JSONDecodeError, RecordError) as e:
+                print(f"{args.events}:{lineno}: skipped: {e}", file=sys.stderr)
+                bad += 1
+                continue
+            total += 1
+            matches = ruleset.evaluate(event)
+            matched += bool(matches)
+            if matches:
+                ids = ", ".join(f"{m.rule_id} ({m.severity})" for m in matches)
+                print(f"{lineno}: MATCH {ids}: {summary(event)}", file=out)
+            elif not args.only_matches:
+                print(f"{lineno}: -     {summary(event)}", file=out)
+    print(f"\n{total} events, {matched} matched, {total - matched} not matched, {bad} skipped", file=out)
+    return 1 if bad else 0

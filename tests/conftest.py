@@ -1,0 +1,45 @@
+"""Shared fixtures. Kernel tests load the real BPF programs; under CI (`CI` set) a test that cannot
+load them fails instead of skipping, so a broken sensor can never pass as "skipped"."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.kernel_harness import EventCollector, start_collector
+
+
+def kernel_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"kernel test cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "kernel" in item.keywords and os.geteuid() != 0:
+            item.add_marker(pytest.mark.usefixtures("_require_root"))
+
+
+@pytest.fixture
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        kernel_unavailable("needs root to load BPF programs")
+
+
+@pytest.fixture(scope="session")
+def sensor_events() -> Iterator[EventCollector]:
+    """One sensor for the session, polled on a thread; tests wait for their own events."""
+    if os.geteuid() != 0:
+        kernel_unavailable("needs root to load BPF programs")
+    try:
+        collector = start_collector()
+    except Exception as exc:  # noqa: BLE001 - any load failure is the same verdict
+        kernel_unavailable(f"cannot load the sensor: {exc}")
+        raise
+    try:
+        yield collector
+    finally:
+        collector.stop()

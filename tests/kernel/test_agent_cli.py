@@ -1,0 +1,118 @@
+"""`otel-fim run` as a user runs it: a subprocess, real syscalls, its jsonl output and stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kernel
+
+
+def start_agent(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path, Path]:
+    ready = tmp_path / "ready"
+    out = tmp_path / "events.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "otel_fim",
+            "run",
+            "--output",
+            f"jsonl:{out}",
+            "--ready-file",
+            str(ready),
+            "--stats-file",
+            str(tmp_path / "stats.json"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"agent did not become ready: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    return proc, ready, out
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_records(path: Path, predicate, timeout: float = 5.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [r for r in records(path) if predicate(r)]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> None:
+    proc, ready, out = start_agent(tmp_path)
+    work = tmp_path / "work"
+    subprocess.run(
+        f"mkdir {work} && touch {work}/a && mv {work}/a {work}/b && chmod 600 {work}/b",
+        shell=True,
+        check=True,
+    )
+    assert wait_records(
+        out,
+        lambda r: (
+            r["attributes"].get("fim.event.type") == "chmod" and r["attributes"]["file.path"] == f"{work}/b"
+        ),
+    )
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert not ready.exists()  # removed at exit
+
+    got = {(r["attributes"]["fim.event.type"], r["attributes"]["file.path"]) for r in records(out)}
+    assert ("open", f"{work}/a") in got
+    assert ("rename", f"{work}/a") in got
+    assert ("chmod", f"{work}/b") in got
+    rename = next(
+        r
+        for r in records(out)
+        if r["attributes"]["fim.event.type"] == "rename" and r["attributes"]["file.path"] == f"{work}/a"
+    )
+    assert rename["event_name"] == "otel_fim.file.rename"
+    assert rename["attributes"]["fim.file.destination.path"] == f"{work}/b"
+    assert rename["attributes"]["process.executable.name"] == "mv"
+    assert isinstance(rename["timestamp"], int) and abs(rename["timestamp"] / 1e9 - time.time()) < 120
+
+    # The agent writes its jsonl file all along: none of that is reported.
+    assert not [r for r in records(out) if r["attributes"]["process.pid"] == proc.pid]
+
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["kernel"]["chmod"]["seen"] >= 1
+    assert sum(c["lost"] for c in stats["kernel"].values()) == 0
+    # The orderly path ran (signal handled, sensor detached, final counters printed).
+    assert "otel-fim: kernel seen=" in stderr
+
+
+def test_duration_ends_the_run(tmp_path: Path) -> None:
+    proc, _, _ = start_agent(tmp_path, "--duration", "1")
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert (tmp_path / "stats.json").exists()
+
+
+def test_bad_output_spec_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_fim", "run", "--output", "jsonl"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "jsonl" in result.stderr and "path" in result.stderr
+    assert os.geteuid() == 0
