@@ -8,7 +8,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,8 @@ from otel_fim.kernel import headers, tracefs
 from otel_fim.kernel.btf import Btf
 from otel_fim.kernel.decoder import Decoder
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
-from otel_fim.kernel.offsets import cflags, read_offsets
+from otel_fim.kernel.module import KernelModule
+from otel_fim.kernel.offsets import MEMBERS, cflags, read_offsets
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,14 @@ class SensorOptions:
 
 
 class Sensor:
-    def __init__(self, on_event: Callable[[Event], None], options: SensorOptions | None = None) -> None:
+    def __init__(
+        self,
+        on_event: Callable[[Event], None],
+        options: SensorOptions | None = None,
+        modules: Sequence[KernelModule] = (),
+    ) -> None:
         self.options = options or SensorOptions()
+        self.modules = list(modules)
         self._on_event = on_event
         self._bpf = None
         self._decoder = Decoder()
@@ -65,9 +72,15 @@ class Sensor:
         tree = headers.prepare()
         headers.configure_bcc(tree)
         tracefs.ensure_mounted()
-        self.offsets = read_offsets(Btf.load(opts.btf_path))
-        source = (opts.bpf_dir / "file_syscalls.c").read_text()
+        members = dict(MEMBERS)
+        for module in self.modules:
+            members.update(module.members())
+        self.offsets = read_offsets(Btf.load(opts.btf_path), members)
+        sources = ["file_syscalls.c", *(m.source for m in self.modules)]
+        source = "\n".join((opts.bpf_dir / name).read_text() for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
+        for module in self.modules:
+            flags += module.cflags()
         from bcc import BPF  # imported here: only Debian's python3 has it
 
         try:
@@ -82,6 +95,8 @@ class Sensor:
                 tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
             self._bpf[b"config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
             self._bpf[b"events"].open_ring_buffer(self._handle)
+            for module in self.modules:
+                module.attach(self._bpf)
         except Exception:
             self.stop()
             raise
@@ -90,6 +105,11 @@ class Sensor:
     def stop(self) -> None:
         if self._bpf is not None:
             bpf, self._bpf = self._bpf, None
+            for module in self.modules:
+                try:
+                    module.detach()
+                except Exception:  # detaching the rest matters more
+                    log.exception("detaching module %s failed", module.name)
             bpf.cleanup()
 
     # -- reading ----------------------------------------------------------------------------
