@@ -97,4 +97,49 @@ struct fim_config {
     __u32 _pad;
 };
 
+/* ---- Process events (bpf/process_events.c), their own ring buffer `proc_events` ---- */
+#define FIM_PROC_PATH_MAX 512   /* exec filename as passed to execve (the tail is dropped) */
+#define FIM_PROC_ARGS_MAX 4096  /* argv bytes kept (NUL separated) */
+#define FIM_CG_LEVELS 6         /* cgroup path components kept, leaf first */
+#define FIM_CG_NAME_MAX 128     /* bytes of one component (the tail is dropped) */
+
+enum fim_proc_event_type {
+    FIM_PROC_EXEC = 0,
+    FIM_PROC_FORK,
+    FIM_PROC_EXIT,
+    FIM_PROC_TYPE_MAX,
+};
+
+/* fim_proc_event.flags */
+#define FIM_PF_ARGS_TRUNCATED 0x01 /* argv longer than FIM_PROC_ARGS_MAX */
+#define FIM_PF_NO_MM          0x02 /* no user memory to read argv from (kernel thread) */
+
+struct fim_cgroup_path {
+    __u32 level;  /* depth of the cgroup (0: the root); levels above FIM_CG_LEVELS are not kept */
+    __u32 hierarchy_id;
+    char names[FIM_CG_LEVELS][FIM_CG_NAME_MAX]; /* names[0] is the leaf */
+};
+
+struct fim_proc_event {
+    __u64 ts_boot_ns;     /* CLOCK_BOOTTIME */
+    __u64 start_boot_ns;  /* the process's start, CLOCK_BOOTTIME (task->start_boottime) */
+    __u64 cgroup_id;      /* v2 cgroup id */
+    __u32 type;           /* enum fim_proc_event_type */
+    __u32 pid;            /* tgid (fork: the child's) */
+    __u32 tid;
+    __u32 ppid;           /* tgid of the real parent */
+    __u32 uid;
+    __u32 gid;
+    __u32 euid;
+    __u32 egid;
+    __u32 exit_code;      /* exit: task->exit_code (status << 8 | signal) */
+    __u16 flags;
+    __u16 args_len;       /* bytes in args */
+    char comm[16];
+    char filename[FIM_PROC_PATH_MAX];
+    struct fim_cgroup_path cg2; /* the unified (v2) hierarchy */
+    struct fim_cgroup_path cg1; /* the deepest v1 hierarchy (v1 and hybrid machines) */
+    char args[FIM_PROC_ARGS_MAX]; /* sent up to args_len: records are variable length */
+};
+
 #endif

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from otel_fim.export.outputs import Output, OutputSpecError, build_output
+from otel_fim.config import AgentConfig, ConfigError, add_config_arguments, load_config, merge_cli
+from otel_fim.export.outputs import OutputSpecError
+from otel_fim.export.telemetry import build_export
 from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
@@ -23,6 +25,7 @@ log = logging.getLogger("otel_fim")
 
 def add_run_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the agent", description="Attach the sensor and report file events.")
+    # Defaults are None (or empty): an unset flag leaves the config file's value alone.
     p.add_argument(
         "--rules",
         action="append",
@@ -35,25 +38,23 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="console | jsonl:PATH | otlp (repeatable; default console)",
+        help="console | jsonl:PATH | otlp (repeatable; default: otlp when an endpoint is set, else console)",
     )
-    p.add_argument("--duration", type=float, default=None, metavar="SECONDS", help="stop after this long")
-    p.add_argument(
-        "--ready-file", type=Path, default=None, metavar="PATH", help="created once every program is attached"
-    )
-    p.add_argument(
-        "--stats-file",
-        type=Path,
-        default=None,
-        metavar="PATH",
-        help="write the final counters here as JSON on exit",
-    )
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--ready-file", metavar="PATH", help="created once every program is attached")
+    p.add_argument("--stats-file", metavar="PATH", help="write the final counters here as JSON on exit")
     p.add_argument(
         "--status-interval",
         type=float,
-        default=30.0,
         metavar="SECONDS",
-        help="print a status line this often on stderr (0: never)",
+        help="print a status line this often on stderr (default 30; 0: never)",
+    )
+    p.add_argument(
+        "--no-kernel-filter",
+        dest="kernel_filter",
+        action="store_const",
+        const=False,
+        help="send every file event to user space (comparison and debugging)",
     )
     p.add_argument(
         "--ringbuf-pages",
@@ -62,6 +63,7 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         help="ring buffer size in 4 KiB pages (a power of two)",
     )
     p.add_argument("-v", "--verbose", action="store_true")
+    add_config_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -118,47 +120,51 @@ def status_line(stats: dict[str, Any]) -> str:
     return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
 
 
-def build_outputs(specs: Sequence[str]) -> list[Output]:
-    return [build_output(spec) for spec in (specs or ["console"])]
-
-
 def run(args: argparse.Namespace) -> int:
+    try:
+        config = merge_cli(load_config(args.config) if args.config else AgentConfig(), args)
+    except (ConfigError, OSError) as exc:
+        print(f"otel-fim: {exc}", file=sys.stderr)
+        return 2
+    level = logging.DEBUG if args.verbose else getattr(logging, config.log_level.upper())
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        ruleset = load_rules(args.rules)
-        outputs = build_outputs(args.output)
+        ruleset = load_rules(config.rules)
+        export = build_export(config)
     except (OutputSpecError, OSError, ValueError) as exc:
         print(f"otel-fim: {exc}", file=sys.stderr)
         return 2
-    pipeline = Pipeline(outputs, ruleset)
+    pipeline = Pipeline(export.outputs, ruleset)
     stop = StopFlag()
     stop.install()
     sensor = Sensor(pipeline.handle, SensorOptions(ringbuf_pages=args.ringbuf_pages))
+    ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
     try:
         with sensor:
-            if args.ready_file:
-                args.ready_file.write_text(f"{sensor.attached_count()}\n")
+            export.attach(sensor, pipeline)
+            if ready_file:
+                ready_file.write_text(f"{sensor.attached_count()}\n")
             log.info(
                 "attached %d tracepoints; reporting %s",
                 sensor.attached_count(),
                 "rule matches" if ruleset else "every file event",
             )
-            poll_until_stopped(sensor, pipeline, stop, args.duration, args.status_interval)
+            poll_until_stopped(sensor, pipeline, stop, config.duration, config.status_interval)
             sensor.poll(0)  # what is already in the ring buffer still counts
             stats = stats_snapshot(sensor, pipeline)
+            export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
+        export.shutdown_metrics()
         pipeline.close()
-        if args.ready_file:
-            args.ready_file.unlink(missing_ok=True)
+        if ready_file:
+            ready_file.unlink(missing_ok=True)
     if stats is not None:
         print(status_line(stats), file=sys.stderr)
-        if args.stats_file:
-            args.stats_file.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        if config.stats_file:
+            Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
 
 

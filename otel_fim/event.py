@@ -59,6 +59,23 @@ class FileInfo:
 
 
 @dataclass(slots=True)
+class AncestorInfo:
+    """A process above the event's one, as the process cache knew it (it may have exited)."""
+
+    pid: int
+    ppid: int
+    comm: str
+    executable: str | None = None
+    argv: list[str] | None = None
+    start_time_ns: int | None = None  # wall clock, ns since the epoch
+    exited: bool = False
+
+    @property
+    def executable_name(self) -> str | None:
+        return None if self.executable is None else self.executable.rsplit("/", 1)[-1]
+
+
+@dataclass(slots=True)
 class ProcessInfo:
     pid: int
     tid: int
@@ -68,6 +85,22 @@ class ProcessInfo:
     euid: int
     comm: str
     cgroup_id: int = 0
+    # Context from the process cache (otel_fim.process); None/empty until it enriched the event.
+    executable: str | None = None  # path as passed to execve (or /proc/<pid>/exe when seeded)
+    argv: list[str] | None = None  # argv[0] included
+    args_truncated: bool = False  # argv longer than the kernel keeps: the tail is missing
+    start_time_ns: int | None = None  # wall clock, ns since the epoch
+    user_name: str | None = None  # of euid
+    group_name: str | None = None  # of gid
+    ancestors: list[AncestorInfo] = field(default_factory=list)  # parent first
+
+    @property
+    def executable_name(self) -> str | None:
+        return None if self.executable is None else self.executable.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> AncestorInfo | None:
+        return self.ancestors[0] if self.ancestors else None
 
 
 @dataclass(slots=True)

@@ -115,3 +115,56 @@ def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:
         for item in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).split(",")
     ]
     return [n for n in names if n]
+
+
+# --- Process events (bpf/process_events.c): struct fim_proc_event -------------------------------
+
+FIM_PROC_PATH_MAX = 512
+FIM_PROC_ARGS_MAX = 4096
+FIM_CG_LEVELS = 6
+FIM_CG_NAME_MAX = 128
+
+# enum fim_proc_event_type order
+PROC_EVENT_TYPES: tuple[str, ...] = ("exec", "fork", "exit")
+
+# fim_proc_event.flags
+PF_ARGS_TRUNCATED = 0x01
+PF_NO_MM = 0x02
+
+
+class FimCgroupPath(ctypes.Structure):
+    _fields_ = [
+        ("level", ctypes.c_uint32),
+        ("hierarchy_id", ctypes.c_uint32),
+        ("names", (ctypes.c_char * FIM_CG_NAME_MAX) * FIM_CG_LEVELS),
+    ]
+
+
+class FimProcEventHeader(ctypes.Structure):
+    """struct fim_proc_event without its `args` tail (records are sent up to args_len)."""
+
+    _fields_ = [
+        ("ts_boot_ns", ctypes.c_uint64),
+        ("start_boot_ns", ctypes.c_uint64),
+        ("cgroup_id", ctypes.c_uint64),
+        ("type", ctypes.c_uint32),
+        ("pid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("ppid", ctypes.c_uint32),
+        ("uid", ctypes.c_uint32),
+        ("gid", ctypes.c_uint32),
+        ("euid", ctypes.c_uint32),
+        ("egid", ctypes.c_uint32),
+        ("exit_code", ctypes.c_uint32),
+        ("flags", ctypes.c_uint16),
+        ("args_len", ctypes.c_uint16),
+        ("comm", ctypes.c_char * 16),
+        ("filename", ctypes.c_char * FIM_PROC_PATH_MAX),
+        ("cg2", FimCgroupPath),
+        ("cg1", FimCgroupPath),
+    ]
+
+
+PROC_ARGS_OFFSET = ctypes.sizeof(FimProcEventHeader)
+# An exit record stops before `filename`.
+PROC_EXIT_SIZE = FimProcEventHeader.filename.offset

@@ -112,13 +112,6 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
         assert match.attributes == r["attributes"]
 
 
-def agent_has_config_flag() -> bool:
-    out = subprocess.run(
-        [sys.executable, "-m", "otel_fim", "run", "--help"], cwd=REPO, capture_output=True, text=True
-    ).stdout
-    return "--config" in out
-
-
 def spooled_paths(state: Path, watched: Path) -> int:
     import sqlite3
 
@@ -136,8 +129,6 @@ def spooled_paths(state: Path, watched: Path) -> int:
 
 @pytest.mark.kernel
 def test_agent_sigkilled_with_undelivered_events_delivers_them_after_restart(tmp_path):
-    if not agent_has_config_flag():
-        pytest.skip("`otel-fim run` has no --config yet (lead: wire otel_fim.config)")
     from .receiver import Rotel
 
     receiver = Rotel(tmp_path)  # ports reserved; receiver down
