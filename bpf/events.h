@@ -64,6 +64,9 @@ struct fim_file {
     __u32 gid;
     __u16 flags;
     __u16 path_len; /* bytes in fim_event.data, no NUL */
+    __u64 parent_ino; /* the parent directory's inode (with FIM_F_HAS_INODE), for directory discarders */
+    __u32 nlink;      /* hard links: an inode with several names never becomes a discarder */
+    __u32 generation; /* i_generation: tells a reused inode number from the file it was */
 };
 
 struct fim_event {
@@ -71,6 +74,8 @@ struct fim_event {
     __s64 retval;
     __u64 cgroup_id;
     __s64 length;      /* truncate length */
+    __u64 revision;    /* discarder revision when the call completed: discarders learned from this
+                        * event are pushed with it, so a later rename makes them stale at once */
     __u32 type;        /* enum fim_event_type */
     __u32 syscall;     /* enum fim_syscall */
     __u32 pid;         /* tgid */
@@ -90,6 +95,56 @@ struct fim_event {
     struct fim_file dest; /* rename/link destination; symlink target (FIM_F_RAW) */
     char data[FIM_DATA_MAX]; /* file path, then dest path, then xattr name */
 };
+
+/* ---- the kernel filter (bpf/filters.h); user space fills these maps from the rule set ---- */
+
+enum fim_policy_mode {
+    FIM_POLICY_ACCEPT = 0, /* send every event of the type (no rule filters it, or filtering is off) */
+    FIM_POLICY_DENY,       /* drop unless an approver passes it and no discarder drops it */
+    FIM_POLICY_DROP,       /* no rule needs the type: drop first thing */
+};
+
+struct fim_policy {
+    __u32 mode;
+    __u32 flags_any;     /* open-flag gate, when `gate`: pass if flags & flags_any */
+    __u8 gate;
+    __u8 allow_rdonly;   /* ... or if the open is read-only */
+    __u8 _pad[6];
+};
+
+#define FIM_BASENAME_KEY 32 /* bytes of a basename used as key (longer ones: a prefix, re-checked above) */
+struct fim_basename_key {
+    char name[FIM_BASENAME_KEY];
+};
+
+#define FIM_PREFIX_MAX 256 /* bytes of a path the directory-prefix trie looks at */
+struct fim_prefix_key {
+    __u32 prefixlen; /* in bits, as LPM tries want */
+    char data[FIM_PREFIX_MAX];
+};
+
+struct fim_inode_key {
+    __u64 ino;
+    __u32 dev; /* kernel dev_t */
+    __u32 _pad;
+};
+
+/* Approver values and discarder entries hold masks of event types (bit = enum fim_event_type). */
+struct fim_inode_approver {
+    __u32 file_mask; /* the watched file itself (any of its hard links) */
+    __u32 dir_mask;  /* a watched directory: anything below it (any bind mount of it) */
+};
+
+struct fim_discarder {
+    __u32 file_mask; /* events of these types on this inode cannot match */
+    __u32 dir_mask;  /* ... nor on anything directly in this directory */
+    __u64 revision;  /* valid while equal to the global revision */
+    __u32 mnt_id;    /* ... and only through this mount: a bind mount elsewhere may be watched */
+    __u32 generation; /* file entries: the inode's i_generation (an unlinked inode's number is reused) */
+};
+
+/* `filter_state` array indexes */
+#define FIM_STATE_REVISION 0 /* bumped by rename/link/rmdir and by rule reloads */
 
 /* Settings user space writes into the `config` array map (index 0). */
 struct fim_config {

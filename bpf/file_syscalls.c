@@ -5,6 +5,7 @@
  * to the ring buffer. One completion program keeps the 37 exit programs tiny. */
 #include "events.h"
 #include "kernel_access.h"
+#include "filters.h"
 #include "path_resolver.h"
 
 #define AT_FDCWD -100
@@ -60,11 +61,24 @@ static __always_inline int is_agent(u64 pid_tgid)
     return cfg && cfg->agent_tgid == (u32)(pid_tgid >> 32);
 }
 
+/* Types whose success invalidates discarders: they must complete even when no rule wants them. */
+static __always_inline int invalidates(u32 type)
+{
+    return type == FIM_RENAME || type == FIM_LINK || type == FIM_RMDIR;
+}
+
 static __always_inline int stash(struct pending *p)
 {
     u64 id = bpf_get_current_pid_tgid();
     if (is_agent(id))
         return 0;
+    struct fim_policy *pol = policy_of(p->type);
+    if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type)) ||
+                (p->type == FIM_OPEN && !open_gate_passes(pol, p->open_flags)))) {
+        count(p->type, FIM_C_SEEN);
+        count(p->type, FIM_C_APPROVER_DROPPED);
+        return 0;
+    }
     pending_calls.update(&id, p);
     return 0;
 }
@@ -434,6 +448,10 @@ static __always_inline void fill_inode(struct fim_file *f, struct kpath *p)
     f->uid = rd_u32(inode + OFF_INODE_I_UID);
     f->gid = rd_u32(inode + OFF_INODE_I_GID);
     f->dev = rd_u32(rd_ptr(inode + OFF_INODE_I_SB) + OFF_SUPER_BLOCK_S_DEV);
+    f->nlink = rd_u32(inode + OFF_INODE_I_NLINK);
+    f->generation = rd_u32(inode + OFF_INODE_I_GENERATION);
+    u64 parent_inode = rd_ptr(rd_ptr(p->dentry + OFF_DENTRY_D_PARENT) + OFF_DENTRY_D_INODE);
+    f->parent_ino = parent_inode ? rd_ptr(parent_inode + OFF_INODE_I_INO) : 0;
     f->flags |= FIM_F_HAS_INODE;
 }
 
@@ -461,6 +479,10 @@ struct resolve_job {
     u32 stage;  /* 0: the file, 1: the destination */
     u32 off;    /* where in ev->data this path goes */
     u32 hops;   /* tail calls so far */
+    u32 mask;   /* the event's type bit when its policy denies unless approved, else 0 */
+    u32 approved;
+    u32 no_discard; /* rename/link: the destination may be watched even when the source is not */
+    u32 _pad;
 };
 
 BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
@@ -469,9 +491,28 @@ BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
 #define TAIL_FINISH 2
 #define WALK_STEPS 8
 
+#define DISCARDED 1
+
+/* Inode approvers, then discarders, for a file known by its dentry: before the walk it would cost. */
+static __always_inline int filter_by_inode(struct resolve_job *job, struct fim_file *f, struct kpath *p)
+{
+    if (!job->mask || job->approved || !(f->flags & FIM_F_HAS_INODE))
+        return 0;
+    struct fim_inode_key file = {.ino = f->ino, .dev = f->dev};
+    u64 parent = rd_ptr(p->dentry + OFF_DENTRY_D_PARENT);
+    if (file_approved(&file, job->mask) || dir_approved(parent, job->mask)) {
+        job->approved = 1;
+        return 0;
+    }
+    if (job->no_discard)
+        return 0;
+    struct fim_inode_key dir = {.ino = f->parent_ino, .dev = f->dev};
+    return discarded(&file, f->generation, &dir, f->mnt_id, job->mask) ? DISCARDED : 0;
+}
+
 /* Set up the resolution of one file (stage 0) or destination (stage 1). */
-static __always_inline void begin_resolve(struct resolve_job *job, struct fim_file *f, u32 stage,
-                                          u32 locate, s32 dfd, u64 name, u32 off)
+static __always_inline int begin_resolve(struct resolve_job *job, struct fim_file *f, u32 stage,
+                                         u32 locate, s32 dfd, u64 name, u32 off)
 {
     u64 task = bpf_get_current_task();
     u64 fs = rd_ptr(task + OFF_TASK_FS);
@@ -487,8 +528,11 @@ static __always_inline void begin_resolve(struct resolve_job *job, struct fim_fi
         rd_path(file + OFF_FILE_F_PATH, &from);
         fill_inode(f, &from);
         job->mode = RES_EXACT;
+        if (filter_by_inode(job, f, &from) == DISCARDED)
+            return DISCARDED;
         walk_begin(&job->w, &from, &root);
-        return;
+        job->w.check_mask = job->approved ? 0 : job->mask;
+        return 0;
     }
     char first = 0;
     bpf_probe_read_user(&first, 1, (void *)name);
@@ -497,10 +541,12 @@ static __always_inline void begin_resolve(struct resolve_job *job, struct fim_fi
         job->mode = RES_ABSOLUTE;
         walk_begin(&job->w, &root, &root);
         job->w.done = 1;
-        return;
+        return 0;
     }
     job->mode = RES_JOINED;
     walk_begin(&job->w, &from, &root);
+    job->w.check_mask = job->approved ? 0 : job->mask;
+    return 0;
 }
 
 static __always_inline void drop_call(u64 id)
@@ -523,12 +569,24 @@ int complete_call(void *ctx)
         return 0;
     }
     count(type, FIM_C_SEEN);
+    if (p->retval == 0 && invalidates(type))
+        invalidate_discarders();
+    struct fim_policy *pol = policy_of(type);
+    if (pol && pol->mode == FIM_POLICY_DROP) {
+        count(type, FIM_C_APPROVER_DROPPED);
+        drop_call(id);
+        return 0;
+    }
+    job->mask = (pol && pol->mode == FIM_POLICY_DENY) ? 1u << type : 0;
+    job->approved = 0;
+    job->no_discard = p->name2 != 0;
 
     u64 task = bpf_get_current_task();
     ev->ts_boot_ns = bpf_ktime_get_boot_ns();
     ev->retval = p->retval;
     ev->cgroup_id = bpf_get_current_cgroup_id();
     ev->length = p->length;
+    ev->revision = current_revision();
     ev->type = type;
     ev->syscall = p->syscall;
     ev->pid = id >> 32;
@@ -555,7 +613,11 @@ int complete_call(void *ctx)
             dfd = (s32)p->retval;
         }
     }
-    begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0);
+    if (begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0) == DISCARDED) {
+        count(type, FIM_C_DISCARDER_DROPPED);
+        drop_call(id);
+        return 0;
+    }
     tail_calls.call(ctx, TAIL_WALK);
     drop_call(id);
     return 0;
@@ -591,6 +653,35 @@ static __always_inline void emit(struct fim_event *ev, u32 type, u32 off)
         count(type, FIM_C_LOST);
 }
 
+/* Syscalls that act on a symlink's target when the name's last component is one. */
+#define FOLLOWS_LAST                                                                             \
+    ((1ULL << SC_TRUNCATE) | (1ULL << SC_CHMOD) | (1ULL << SC_FCHMODAT) | (1ULL << SC_FCHMODAT2) | \
+     (1ULL << SC_CHOWN) | (1ULL << SC_FCHOWNAT) | (1ULL << SC_SETXATTR) | (1ULL << SC_REMOVEXATTR) | \
+     (1ULL << SC_UTIME) | (1ULL << SC_UTIMES) | (1ULL << SC_UTIMENSAT) | (1ULL << SC_FUTIMESAT))
+
+/* Can the path's string be trusted to say where the file is? From a dentry, yes. A name as passed
+ * only when it is one plain component of a walked directory, and the call does not follow a
+ * symlink there: `..`, a symlinked directory or a symlink target could otherwise lead anywhere,
+ * so such events are not dropped here (user space resolves and judges them). */
+static __always_inline int provably_unwatched(struct path_scratch *s, struct resolve_job *job,
+                                              struct resolved *r, u32 syscall, u32 base)
+{
+    if (r->flags & FIM_F_TRUNCATED)
+        return 0; /* the head of the path is missing */
+    if (job->mode == RES_EXACT)
+        return 1;
+    if (job->mode != RES_JOINED || ((1ULL << (syscall & 63)) & FOLLOWS_LAST))
+        return 0;
+    /* one component: the last '/' is the one joining it to the walked directory ... */
+    if (base != BASE_END + 1 || r->end <= base)
+        return 0;
+    /* ... and it is not "." or ".." */
+    u32 len = r->end - base;
+    if (s->buf[BASE_END + 1] == '.' && (len == 1 || (len == 2 && s->buf[BASE_END + 2] == '.')))
+        return 0;
+    return 1;
+}
+
 int finish_path(void *ctx)
 {
     u64 id = bpf_get_current_pid_tgid();
@@ -609,6 +700,11 @@ int finish_path(void *ctx)
         finish_exact(s, &job->w, &r);
     else
         finish_joined(s, &job->w, (const char *)job->name, job->mode == RES_ABSOLUTE, &r);
+    if (job->mask && !job->approved) {
+        u32 base = basename_start(s, r.start, r.end);
+        job->approved = job->w.approved || !provably_unwatched(s, job, &r, p->syscall, base) ||
+                        path_approved(s, r.start, r.end, base, job->mask);
+    }
     u64 at = job->off;
     BOUND(at, 4095);
     u32 len = copy_resolved(&ev->data[at], s, &r);
@@ -642,8 +738,13 @@ int finish_path(void *ctx)
     }
     u32 type = p->type;
     drop_call(id);
-    if (type < FIM_TYPE_MAX)
-        emit(ev, type, off);
+    if (type >= FIM_TYPE_MAX)
+        return 0;
+    if (job->mask && !job->approved) {
+        count(type, FIM_C_APPROVER_DROPPED);
+        return 0;
+    }
+    emit(ev, type, off);
     return 0;
 }
 

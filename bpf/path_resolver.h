@@ -38,6 +38,8 @@ struct walk_state {
     u32 pos;
     u16 flags;
     u16 done;
+    u32 check_mask; /* event types whose directory approvers are checked on the way up (0: none) */
+    u32 approved;   /* a directory met on the way is watched */
 };
 
 static __always_inline void walk_begin(struct walk_state *w, struct kpath *from, struct kpath *root)
@@ -50,6 +52,7 @@ static __always_inline void walk_begin(struct walk_state *w, struct kpath *from,
     w->pos = BASE_END;
     w->flags = 0;
     w->done = 0;
+    w->approved = 0;
 }
 
 /* One level of the walk (a mount crossing counts as one). Walks are long and branchy, so they run
@@ -62,6 +65,9 @@ static __always_inline void walk_step(struct walk_state *w, struct path_scratch 
         w->done = 1;
         return;
     }
+    /* Inode identity: a bind mount of a watched directory is the same directory. */
+    if (w->check_mask && !w->approved && dir_approved(w->dentry, w->check_mask))
+        w->approved = 1;
     u64 mnt_root = rd_ptr(w->vfsmnt + OFF_VFSMOUNT_MNT_ROOT);
     u64 parent = rd_ptr(w->dentry + OFF_DENTRY_D_PARENT);
     if (w->dentry == mnt_root || w->dentry == parent) {
@@ -158,6 +164,66 @@ static __always_inline u32 copy_resolved(char *dst, struct path_scratch *s, stru
     BOUND(from, 8191);
     bpf_probe_read_kernel(dst, n, &s->buf[from]);
     return (u32)n;
+}
+
+struct filter_scratch {
+    struct fim_basename_key basename;
+    struct fim_prefix_key prefix;
+};
+BPF_PERCPU_ARRAY(filter_scratches, struct filter_scratch, 1);
+
+/* Index just after the last '/' in buf[start, end), looking at most NAME_MAX + 1 bytes back
+ * (`start` when there is none in reach). */
+static __always_inline u32 basename_start(struct path_scratch *s, u32 start, u32 end)
+{
+    u32 base = start;
+#pragma clang loop unroll(disable)
+    for (u32 i = 1; i <= NAME_MASK + 1; i++) {
+        asm volatile("" : "+r"(i)); /* keep the constant-bounded counter as the loop variable */
+        u64 at = end - i;
+        if (end < i || at < start)
+            break;
+        BOUND(at, 8191);
+        if (s->buf[at] == '/') {
+            base = (u32)at + 1;
+            break;
+        }
+    }
+    return base;
+}
+
+/* Basename and directory-prefix approvers on a resolved path buf[start, end). */
+static __always_inline int path_approved(struct path_scratch *s, u32 start, u32 end, u32 base, u32 mask)
+{
+    u32 zero = 0;
+    struct filter_scratch *fs = filter_scratches.lookup(&zero);
+    if (!fs || end <= start || base > end)
+        return 0;
+    u32 blen = end - base;
+    __builtin_memset(&fs->basename, 0, sizeof(fs->basename));
+    if (blen > FIM_BASENAME_KEY - 1)
+        blen = FIM_BASENAME_KEY - 1;
+    u64 n = blen, from = base;
+    BOUND(n, 31);
+    BOUND(from, 8191);
+    bpf_probe_read_kernel(fs->basename.name, n, &s->buf[from]);
+    u32 *m = approver_basenames.lookup(&fs->basename);
+    if (m && (*m & mask))
+        return 1;
+
+    u32 plen = end - start;
+    if (plen > FIM_PREFIX_MAX)
+        plen = FIM_PREFIX_MAX;
+    n = plen;
+    from = start;
+    BOUND(n, 511);
+    BOUND(from, 8191);
+    if (n > FIM_PREFIX_MAX)
+        return 0;
+    bpf_probe_read_kernel(fs->prefix.data, n, &s->buf[from]);
+    fs->prefix.prefixlen = (u32)n * 8;
+    m = approver_prefixes.lookup(&fs->prefix);
+    return m && (*m & mask);
 }
 
 #endif

@@ -9,18 +9,24 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from otel_fim.config import AgentConfig, ConfigError, add_config_arguments, load_config, merge_cli
+from otel_fim.event import Event
 from otel_fim.export.outputs import OutputSpecError
 from otel_fim.export.telemetry import build_export
+from otel_fim.kernel.aliases import AliasResolver
+from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
 
 log = logging.getLogger("otel_fim")
+
+# How often watched files and directories are stat()ed again for the inode approvers.
+INODE_REFRESH_S = 5.0
 
 
 def add_run_command(sub: argparse._SubParsersAction) -> None:
@@ -106,6 +112,31 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "output_errors": c.output_errors,
             "decode_errors": sensor.decode_errors,
         },
+        "filter": filter_snapshot(sensor),
+    }
+
+
+def alias_source(kernel_filter: KernelFilter) -> Callable[[Event], list[str]]:
+    resolver = AliasResolver()
+
+    def aliases(event: Event) -> list[str]:
+        resolver.watched_files = kernel_filter.watched_files
+        return resolver.aliases(event)
+
+    return aliases
+
+
+def filter_snapshot(sensor: Sensor) -> dict[str, int]:
+    f = sensor.filter
+    if f is None:
+        return {}
+    return {
+        "enabled": int(f.enabled),
+        "discarders_pushed": f.stats.discarders_pushed,
+        "discarders_suppressed": f.stats.discarders_suppressed,
+        "discarders_valid": f.discarder_count(),
+        "discarder_revision": f.revision(),
+        "approver_inodes": f.stats.approver_inodes,
     }
 
 
@@ -139,11 +170,19 @@ def run(args: argparse.Namespace) -> int:
     pipeline = Pipeline(export.outputs, ruleset)
     stop = StopFlag()
     stop.install()
-    sensor = Sensor(pipeline.handle, SensorOptions(ringbuf_pages=args.ringbuf_pages))
+    sensor = Sensor(
+        pipeline.handle, SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter)
+    )
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
     try:
         with sensor:
+            assert sensor.filter is not None
+            sensor.filter.apply(ruleset)
+            pipeline.on_unmatched.append(sensor.filter.learn)
+            pipeline.aliases = alias_source(sensor.filter)
+            for line in sensor.filter.describe():
+                log.debug("kernel filter: %s", line)
             export.attach(sensor, pipeline)
             if ready_file:
                 ready_file.write_text(f"{sensor.attached_count()}\n")
@@ -173,9 +212,13 @@ def poll_until_stopped(
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
+    next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
         now = time.monotonic()
+        if sensor.filter is not None and now >= next_refresh:
+            sensor.filter.refresh_inodes()  # watched files replaced by rename get new inodes
+            next_refresh = now + INODE_REFRESH_S
         if deadline is not None and now >= deadline:
             break
         if next_status is not None and now >= next_status:

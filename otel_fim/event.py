@@ -43,6 +43,9 @@ class FileInfo:
     uid: int | None = None
     gid: int | None = None
     truncated: bool = False  # the path did not fit the kernel buffer; `path` is its tail
+    nlink: int = 0  # hard links (0: unknown)
+    generation: int = 0  # the inode's i_generation (0: unknown)
+    parent_inode: int = 0  # the parent directory's inode (0: unknown)
 
     @property
     def name(self) -> str:
@@ -158,6 +161,7 @@ class Event:
     file: FileInfo
     details: Details = None
     container: ContainerInfo | None = None
+    filter_revision: int = 0  # the kernel filter's discarder revision when the call completed
     # Context other stages add (process ancestry, plugin data); keyed by namespace.
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from otel_fim.event import Event, EventType
@@ -47,6 +47,8 @@ class Pipeline:
         self.counters = UserCounters()
         self.on_unmatched: list[UnmatchedHook] = []
         self.on_emitted: list[EmittedHook] = []
+        # Other names of an event's file (hard links, bind mounts) rules may be written against.
+        self.aliases: Callable[[Event], list[str]] | None = None
 
     def handle(self, event: Event) -> None:
         self.counters.evaluated[event.type] += 1
@@ -54,6 +56,8 @@ class Pipeline:
             self._emit(event, [])
             return
         matches = self.ruleset.evaluate(event)
+        if not matches and self.aliases is not None:
+            event, matches = self._evaluate_aliases(event)
         if not matches:
             for hook in self.on_unmatched:
                 hook(event)
@@ -61,6 +65,18 @@ class Pipeline:
         self.counters.matched[event.type] += 1
         self.counters.rule_matches.update(m.rule_id for m in matches)
         self._emit(event, matches)
+
+    def _evaluate_aliases(self, event: Event) -> tuple[Event, list[Match]]:
+        """Evaluate the event again under the other names of its file (hard link, bind mount)."""
+        assert self.ruleset is not None and self.aliases is not None
+        for alias in self.aliases(event):
+            accessed = event.file.path
+            aliased = replace(event, file=replace(event.file, path=alias))
+            matches = self.ruleset.evaluate(aliased)
+            if matches:
+                aliased.extra = {**event.extra, "fim.file": {"accessed_path": accessed}}
+                return aliased, matches
+        return event, []
 
     def _emit(self, event: Event, matches: Sequence[Match]) -> None:
         try:

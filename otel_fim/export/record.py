@@ -6,7 +6,9 @@ equals the OTLP record a Collector receives.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from otel_fim.constants import open_flags_text
@@ -136,6 +138,7 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     )
     if p.cgroup_id:
         attrs["fim.process.cgroup_id"] = p.cgroup_id
+    attrs.update(process_context_attributes(event))
     if event.container is not None:
         attrs["container.id"] = event.container.id
         if event.container.runtime:
@@ -150,6 +153,45 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
         if isinstance(values, dict):
             attrs.update({f"{namespace}.{k}": v for k, v in values.items()})
     return attrs
+
+
+def process_context_attributes(event: Event) -> dict[str, Any]:
+    """What the process cache added (otel_fim.process): executable, argv, start time, names, ancestry."""
+    p = event.process
+    attrs: dict[str, Any] = {}
+    if p.executable is not None:
+        attrs["process.executable.path"] = escape_name(p.executable)
+    if p.argv is not None:
+        args = [escape_name(a) for a in p.argv]
+        attrs["process.command_args"] = args
+        attrs["process.command_line"] = shlex.join(args)
+        if p.args_truncated:
+            attrs["fim.process.args_truncated"] = True
+    if p.start_time_ns is not None:
+        attrs["process.creation.time"] = _iso8601(p.start_time_ns)
+    if p.user_name is not None:
+        attrs["process.user.name"] = escape_name(p.user_name)
+    if p.group_name is not None:
+        attrs["process.real_group.name"] = escape_name(p.group_name)
+    if p.ancestors:
+        # Parallel arrays, parent first: an ancestor's pid, name and executable share an index.
+        attrs["fim.process.ancestors.pid"] = [a.pid for a in p.ancestors]
+        attrs["fim.process.ancestors.name"] = [escape_name(a.comm) for a in p.ancestors]
+        attrs["fim.process.ancestors.executable.path"] = [
+            escape_name(a.executable or "") for a in p.ancestors
+        ]
+        parent = p.ancestors[0]
+        if parent.executable is not None:
+            attrs["fim.process.parent.executable.path"] = escape_name(parent.executable)
+        if parent.argv is not None:
+            attrs["fim.process.parent.command_line"] = shlex.join(escape_name(a) for a in parent.argv)
+    return attrs
+
+
+def _iso8601(epoch_ns: int) -> str:
+    seconds, ns = divmod(epoch_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ns // 1_000_000:03d}Z"
 
 
 def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:

@@ -113,6 +113,7 @@ class Decoder:
             process=process,
             file=file,
             details=self._details(etype, h, dest_raw, xattr),
+            filter_revision=h.revision,
         )
 
     def _file(self, f: FimFile, raw: bytes, pid: int) -> FileInfo:
@@ -126,6 +127,9 @@ class Decoder:
             info.mode = f.mode
             info.uid = f.uid
             info.gid = f.gid
+            info.nlink = f.nlink
+            info.generation = f.generation
+            info.parent_inode = f.parent_ino
         return info
 
     def _details(self, etype: EventType, h: FimEventHeader, dest: bytes, xattr: bytes) -> Details:

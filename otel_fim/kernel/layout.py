@@ -65,6 +65,9 @@ class FimFile(ctypes.Structure):
         ("gid", ctypes.c_uint32),
         ("flags", ctypes.c_uint16),
         ("path_len", ctypes.c_uint16),
+        ("parent_ino", ctypes.c_uint64),
+        ("nlink", ctypes.c_uint32),
+        ("generation", ctypes.c_uint32),
     ]
 
 
@@ -77,6 +80,7 @@ class FimEventHeader(ctypes.Structure):
         ("retval", ctypes.c_int64),
         ("cgroup_id", ctypes.c_uint64),
         ("length", ctypes.c_int64),
+        ("revision", ctypes.c_uint64),
         ("type", ctypes.c_uint32),
         ("syscall", ctypes.c_uint32),
         ("pid", ctypes.c_uint32),
@@ -168,3 +172,50 @@ class FimProcEventHeader(ctypes.Structure):
 PROC_ARGS_OFFSET = ctypes.sizeof(FimProcEventHeader)
 # An exit record stops before `filename`.
 PROC_EXIT_SIZE = FimProcEventHeader.filename.offset
+
+
+# ---- the kernel filter's maps (bpf/filters.h) ----
+POLICY_ACCEPT, POLICY_DENY, POLICY_DROP = 0, 1, 2
+BASENAME_KEY = 32
+PREFIX_MAX = 256
+STATE_REVISION = 0
+
+
+class FimPolicy(ctypes.Structure):
+    _fields_ = [
+        ("mode", ctypes.c_uint32),
+        ("flags_any", ctypes.c_uint32),
+        ("gate", ctypes.c_uint8),
+        ("allow_rdonly", ctypes.c_uint8),
+        ("_pad", ctypes.c_uint8 * 6),
+    ]
+
+
+class FimBasenameKey(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * BASENAME_KEY)]
+
+
+class FimPrefixKey(ctypes.Structure):
+    _fields_ = [("prefixlen", ctypes.c_uint32), ("data", ctypes.c_char * PREFIX_MAX)]
+
+
+class FimInodeKey(ctypes.Structure):
+    _fields_ = [("ino", ctypes.c_uint64), ("dev", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+
+
+class FimInodeApprover(ctypes.Structure):
+    _fields_ = [("file_mask", ctypes.c_uint32), ("dir_mask", ctypes.c_uint32)]
+
+
+class FimDiscarder(ctypes.Structure):
+    _fields_ = [
+        ("file_mask", ctypes.c_uint32),
+        ("dir_mask", ctypes.c_uint32),
+        ("revision", ctypes.c_uint64),
+        ("mnt_id", ctypes.c_uint32),
+        ("generation", ctypes.c_uint32),
+    ]
+
+
+def type_bit(etype: EventType) -> int:
+    return 1 << EVENT_TYPES.index(etype)

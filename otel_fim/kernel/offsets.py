@@ -34,6 +34,8 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_INODE_I_UID": ("inode", "i_uid"),
     "OFF_INODE_I_GID": ("inode", "i_gid"),
     "OFF_INODE_I_SB": ("inode", "i_sb"),
+    "OFF_INODE_I_NLINK": ("inode", "i_nlink"),
+    "OFF_INODE_I_GENERATION": ("inode", "i_generation"),
     "OFF_SUPER_BLOCK_S_DEV": ("super_block", "s_dev"),
     "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
     "OFF_MOUNT_MNT": ("mount", "mnt"),

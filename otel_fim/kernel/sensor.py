@@ -8,6 +8,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from otel_fim.event import Event, EventType
 from otel_fim.kernel import headers, tracefs
 from otel_fim.kernel.btf import Btf
 from otel_fim.kernel.decoder import Decoder
+from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, read_offsets
@@ -34,12 +36,33 @@ class SensorError(RuntimeError):
     pass
 
 
+_LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
+
+
+def inline_local_includes(path: Path, seen: set[Path] | None = None) -> str:
+    """The source with our own `#include "x.h"` replaced by the header's text (once each).
+
+    bcc rewrites map calls (`m.lookup(...)`) only in the text it is given, not in included
+    headers, so headers that touch maps must arrive inline."""
+    seen = set() if seen is None else seen
+
+    def expand(match: re.Match[str]) -> str:
+        header = (path.parent / match.group(1)).resolve()
+        if header in seen:
+            return ""
+        seen.add(header)
+        return inline_local_includes(header, seen)
+
+    return _LOCAL_INCLUDE.sub(expand, path.read_text())
+
+
 @dataclass
 class SensorOptions:
     bpf_dir: Path = BPF_DIR
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES
     btf_path: str = "/sys/kernel/btf/vmlinux"
     agent_pid: int = os.getpid()
+    kernel_filter: bool = True  # False: every event goes to user space (--no-kernel-filter)
 
 
 class Sensor:
@@ -55,6 +78,7 @@ class Sensor:
         self._bpf = None
         self._decoder = Decoder()
         self.offsets: dict[str, int] = {}
+        self.filter: KernelFilter | None = None
         self.decode_errors = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -77,7 +101,7 @@ class Sensor:
             members.update(module.members())
         self.offsets = read_offsets(Btf.load(opts.btf_path), members)
         sources = ["file_syscalls.c", *(m.source for m in self.modules)]
-        source = "\n".join((opts.bpf_dir / name).read_text() for name in sources)
+        source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
         for module in self.modules:
             flags += module.cflags()
@@ -95,6 +119,7 @@ class Sensor:
                 tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
             self._bpf[b"config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
             self._bpf[b"events"].open_ring_buffer(self._handle)
+            self.filter = KernelFilter(self._bpf, enabled=opts.kernel_filter)
             for module in self.modules:
                 module.attach(self._bpf)
         except Exception:
@@ -110,6 +135,7 @@ class Sensor:
                     module.detach()
                 except Exception:  # detaching the rest matters more
                     log.exception("detaching module %s failed", module.name)
+            self.filter = None
             bpf.cleanup()
 
     # -- reading ----------------------------------------------------------------------------
@@ -128,6 +154,9 @@ class Sensor:
             return 0
         self._on_event(event)
         return 0
+
+    def discarder_count(self) -> int:
+        return self.filter.discarder_count() if self.filter else 0
 
     def attached_count(self) -> int:
         return 0 if self._bpf is None else self._bpf.num_open_tracepoints()

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from otel_fim.constants import open_flags_text
+from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
 from otel_fim.export.record import summary
 from otel_fim.rules.approvers import Approvers, PathSet
@@ -63,10 +63,18 @@ def _path_lines(prefix: str, s: PathSet) -> list[str]:
     return [f"{prefix}{line}" for line in lines if line]
 
 
+def mask_text(mask: int) -> str:
+    """`O_WRONLY|O_CREAT|...`: one name per set bit (O_TMPFILE's own bit is `__O_TMPFILE`)."""
+    names = {bit: name for name, bit in OPEN_FLAGS.items() if bit and bit & (bit - 1) == 0}
+    names[OPEN_FLAGS["O_TMPFILE"] & ~OPEN_FLAGS["O_DIRECTORY"]] = "__O_TMPFILE"
+    out = [names.get(1 << i, oct(1 << i)) for i in range(mask.bit_length()) if mask >> i & 1]
+    return "|".join(out) or "none"
+
+
 def describe_approvers(a: Approvers) -> list[str]:
     lines: list[str] = []
     if a.flags_any is not None:
-        gate = open_flags_text(a.flags_any) if a.flags_any else "none"
+        gate = mask_text(a.flags_any)
         lines.append(f"open flags: any of {gate}" + (" or read-only" if a.allow_rdonly else ""))
     if a.accept_all:
         lines.append(f"accept all paths: {a.reason}")
@@ -87,13 +95,17 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
         f"OK: {len(ruleset)} rules ({disabled} disabled) from {files} file{'s' if files != 1 else ''}",
         file=out,
     )
+    # Types with the same rules and approvers (fim.write rules give many) are printed once.
+    groups: dict[tuple[tuple[str, ...], tuple[str, ...]], list[str]] = {}
     for event_type in EventType:
-        rules = ruleset.rules_for(event_type)
-        if not rules:
-            continue
-        print(f"\n{event_type.value}: {len(rules)} rule{'s' if len(rules) != 1 else ''}", file=out)
-        print("  rules: " + ", ".join(r.id for r in rules), file=out)
-        for line in describe_approvers(ruleset.approvers(event_type)):
+        rules = tuple(r.id for r in ruleset.rules_for(event_type))
+        if rules:
+            lines = tuple(describe_approvers(ruleset.approvers(event_type)))
+            groups.setdefault((rules, lines), []).append(event_type.value)
+    for (rules, lines), types in groups.items():
+        print(f"\n{', '.join(types)}: {len(rules)} rule{'s' if len(rules) != 1 else ''}", file=out)
+        print("  rules: " + ", ".join(rules), file=out)
+        for line in lines:
             print(f"  approvers {line}", file=out)
     unused = [t.value for t in EventType if t not in ruleset.event_types()]
     if unused:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from otel_fim.rules.glob import basename_can_match, below_prefix, can_match_with_prefix
+from otel_fim.rules.glob import is_glob as glob_chars
 from otel_fim.rules.ir import AllOf, AnyOf, BoolValue, Cmp, Cond, Const, FieldRef, Negate, Pattern, Truth
 
 # Kleene truth values
@@ -59,7 +60,8 @@ def _items(cmp: Cmp) -> tuple[object, ...]:
 
 
 def _item_possible(item: object, known: Known) -> Tri:
-    """Can a path described by `known` (name or directory) equal/match this item? FALSE or UNKNOWN."""
+    """Can a path described by `known` (name or directory) equal/match this item? FALSE, UNKNOWN, or
+    TRUE when every such path matches."""
     if isinstance(item, Const) and isinstance(item.value, str):
         text, is_glob = item.value, False
     elif isinstance(item, Pattern) and not item.is_regex:
@@ -72,6 +74,11 @@ def _item_possible(item: object, known: Known) -> Tri:
         return UNKNOWN if text.rsplit("/", 1)[-1] == known.value else FALSE
     prefix = below_prefix(known.value)
     if is_glob:
+        # `<literal>**` covers everything below a directory inside it: TRUE, which lets negations
+        # (`!~ "/usr/**"`) prove discarders too.
+        head = text[:-2]
+        if text.endswith("**") and not glob_chars(head) and prefix.startswith(head):
+            return TRUE
         return UNKNOWN if can_match_with_prefix(text, prefix) else FALSE
     return UNKNOWN if text.startswith(prefix) and len(text) > len(prefix) else FALSE
 

@@ -126,7 +126,9 @@ def _closure(tokens: tuple[_Token, ...], states: set[int]) -> set[int]:
         if s >= len(tokens):
             continue
         tok = tokens[s]
-        targets = (s + 1, tok.skip) if tok.kind == "split" else (s + 1,) if tok.kind in ("star", "dstar") else ()
+        targets = (
+            (s + 1, tok.skip) if tok.kind == "split" else (s + 1,) if tok.kind in ("star", "dstar") else ()
+        )
         for t in targets:
             if t not in states:
                 states.add(t)

@@ -36,12 +36,21 @@ OPEN_GATES = [
     "(open.flags & O_TRUNC != 0 || open.flags & O_APPEND != 0)",
     "open.flags in [0, 65]",
 ]
-TYPES = [EventType.OPEN, EventType.UNLINK, EventType.RENAME, EventType.LINK, EventType.CHMOD, EventType.SYMLINK]
+TYPES = [
+    EventType.OPEN,
+    EventType.UNLINK,
+    EventType.RENAME,
+    EventType.LINK,
+    EventType.CHMOD,
+    EventType.SYMLINK,
+]
 
 path_st = st.lists(st.sampled_from(SEGMENTS), min_size=1, max_size=4).map(lambda s: "/" + "/".join(s))
 name_st = st.sampled_from(SEGMENTS)
 glob_st = st.one_of(
-    st.lists(st.sampled_from(SEGMENTS + WILD_SEGMENTS), min_size=1, max_size=4).map(lambda s: "/" + "/".join(s)),
+    st.lists(st.sampled_from(SEGMENTS + WILD_SEGMENTS), min_size=1, max_size=4).map(
+        lambda s: "/" + "/".join(s)
+    ),
     st.sampled_from(["*.conf", "**/passwd", "*", "**", "a*", "/**"]),
 )
 
@@ -63,26 +72,36 @@ def leaves(kind: str) -> st.SearchStrategy[str]:
         st.builds(lambda g: f"{f}.path =~ {q(g)}", glob_st),
         st.builds(lambda g: f"{f}.path !~ {q(g)}", glob_st),
         st.builds(lambda r: f'{f}.path =~ r"{r}"', st.sampled_from(REGEXES)),
-        st.builds(lambda xs: f"{f}.path in {literal_list(xs)}", st.lists(st.one_of(path_st, glob_st), max_size=3)),
+        st.builds(
+            lambda xs: f"{f}.path in {literal_list(xs)}", st.lists(st.one_of(path_st, glob_st), max_size=3)
+        ),
         st.builds(lambda xs: f"{f}.path not in {literal_list(xs)}", st.lists(glob_st, max_size=2)),
         st.builds(lambda n: f"{f}.name == {q(n)}", name_st),
         st.builds(lambda n: f"{f}.name != {q(n)}", name_st),
         st.builds(lambda g: f"{f}.name =~ {q(g)}", st.sampled_from(["*.conf", "a*", "passwd", "?b"])),
         st.builds(lambda xs: f"{f}.name in {literal_list(xs)}", st.lists(name_st, max_size=3)),
         st.builds(lambda c: f"process.comm == {q(c)}", st.sampled_from(COMMS)),
-        st.builds(lambda c: f"process.comm in {literal_list(c)}", st.lists(st.sampled_from(COMMS), max_size=2)),
+        st.builds(
+            lambda c: f"process.comm in {literal_list(c)}", st.lists(st.sampled_from(COMMS), max_size=2)
+        ),
         st.builds(lambda n: f"process.uid < {n}", st.integers(0, 2)),
         st.sampled_from(['container.id == "c1"', 'container.id != "c1"', "true", "false"]),
     ]
     if kind == "open":
+        masks = st.sampled_from(["O_ACCMODE", "O_CREAT|O_TRUNC", "O_WRONLY|O_RDWR"])
+        flag_lists = st.lists(st.sampled_from(FLAG_VALUES), max_size=3)
         common += [
-            st.builds(lambda m, op: f"open.flags & {m} {op} 0", st.sampled_from(FLAG_NAMES), st.sampled_from(["!=", ">", "=="])),
-            st.builds(lambda m, v: f"open.flags & ({m}) == {v}", st.sampled_from(["O_ACCMODE", "O_CREAT|O_TRUNC", "O_WRONLY|O_RDWR"]), st.sampled_from(FLAG_VALUES[:6])),
+            st.builds(
+                lambda m, op: f"open.flags & {m} {op} 0",
+                st.sampled_from(FLAG_NAMES),
+                st.sampled_from(["!=", ">", "=="]),
+            ),
+            st.builds(lambda m, v: f"open.flags & ({m}) == {v}", masks, st.sampled_from(FLAG_VALUES[:6])),
             st.builds(lambda v: f"open.flags == {v}", st.sampled_from(FLAG_VALUES)),
-            st.builds(lambda vs: f"open.flags in [{', '.join(map(str, vs))}]", st.lists(st.sampled_from(FLAG_VALUES), max_size=3)),
+            st.builds(lambda vs: f"open.flags in [{', '.join(map(str, vs))}]", flag_lists),
             st.just("open.flags & O_ACCMODE == O_RDONLY"),
             st.just("open.flags & (O_CREAT | O_TRUNC) >= 1"),
-        ]  # fmt: skip
+        ]
     if kind in ("rename", "link", "symlink"):
         d = f"{kind}.file.destination"
         common += [
@@ -162,7 +181,9 @@ def check_sound(rs: RuleSet, event: object) -> int:
     return 1
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(st.data())
 def test_per_type_rules_are_sound(data: st.DataObject) -> None:
     kinds = data.draw(st.lists(st.sampled_from(TYPES), min_size=1, max_size=3))
@@ -174,7 +195,9 @@ def test_per_type_rules_are_sound(data: st.DataObject) -> None:
     HITS.append(hits)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(st.data())
 def test_fim_write_rules_are_sound(data: st.DataObject) -> None:
     exprs = data.draw(st.lists(expressions("fim.write"), min_size=1, max_size=2))

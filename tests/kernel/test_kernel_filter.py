@@ -1,0 +1,274 @@
+"""The in-kernel stage with real rules: every approver kind passes its event and drops a neighbour;
+hard links and bind mounts of watched files are caught; discarders are learned and invalidated."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from otel_fim.event import Event, EventType
+from otel_fim.kernel.aliases import AliasResolver
+from otel_fim.kernel.sensor import Sensor, SensorOptions
+from otel_fim.pipeline import Pipeline
+from otel_fim.rules.ruleset import RuleSet
+from tests.conftest import kernel_unavailable
+from tests.kernel_harness import in_child
+
+pytestmark = pytest.mark.kernel
+
+RULES = """
+version: 1
+rules:
+  - id: exact
+    expression: fim.write.file.path == "{d}/exact/secret"
+    severity: high
+  - id: basename
+    expression: fim.write.file.name == "target.conf"
+    severity: medium
+  - id: parent
+    expression: fim.write.file.path =~ "{d}/parent/*"
+    severity: low
+  - id: ancestor
+    expression: fim.write.file.path =~ "{d}/tree/**"
+    severity: critical
+"""
+
+
+@dataclass
+class FilteredAgent:
+    d: Path
+    sensor: Sensor
+    pipeline: Pipeline
+    delivered: list[Event] = field(default_factory=list)  # everything that reached user space
+    matched: list[tuple[Event, list[str]]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def counter(self, name: str, etype: EventType = EventType.OPEN) -> int:
+        return self.sensor.counters()[(name, etype)]
+
+    def wait(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.02)
+        return predicate()
+
+    def settle(self) -> None:
+        """Let everything already in the ring buffer reach user space."""
+        time.sleep(0.3)
+
+    def delivered_for(self, pid: int) -> list[Event]:
+        return [e for e in self.delivered if e.process.pid == pid]
+
+    def matched_rules(self, pid: int) -> set[str]:
+        return {r for e, rules in self.matched if e.process.pid == pid for r in rules}
+
+
+class Recorder:
+    def __init__(self, agent: FilteredAgent) -> None:
+        self.agent = agent
+
+    def emit(self, event, matches, record) -> None:
+        self.agent.matched.append((event, [m.rule_id for m in matches]))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilteredAgent]:
+    if os.geteuid() != 0:
+        kernel_unavailable("needs root to load BPF programs")
+    d = tmp_path_factory.mktemp("filtered")
+    for sub in ("exact", "parent", "tree", "other", "elsewhere", "nottree", "parent2", "bind"):
+        (d / sub).mkdir()
+    (d / "exact" / "secret").write_text("s\n")
+    rules = d / "rules.yaml"
+    rules.write_text(RULES.format(d=d))
+    ruleset = RuleSet.load([rules])
+    agent = FilteredAgent(d, None, None)  # type: ignore[arg-type]
+    pipeline = Pipeline([Recorder(agent)], ruleset)
+    original = pipeline.handle
+
+    def handle(event: Event) -> None:
+        agent.delivered.append(event)
+        original(event)
+
+    try:
+        sensor = Sensor(handle, SensorOptions(agent_pid=0))
+        sensor.start()
+    except Exception as exc:  # noqa: BLE001
+        kernel_unavailable(f"cannot load the sensor: {exc}")
+        raise
+    agent.sensor, agent.pipeline = sensor, pipeline
+    sensor.filter.apply(ruleset)
+    pipeline.on_unmatched.append(sensor.filter.learn)
+    resolver = AliasResolver()
+    resolver.watched_files = sensor.filter.watched_files
+    pipeline.aliases = resolver.aliases
+    thread = threading.Thread(
+        target=lambda: [sensor.poll(50) for _ in iter(agent.stop.is_set, True)], daemon=True
+    )
+    thread.start()
+    yield agent
+    agent.stop.set()
+    thread.join()
+    sensor.stop()
+
+
+def write(path: Path | str) -> None:
+    with open(path, "a") as f:
+        f.write("x\n")
+
+
+def read(path: Path | str) -> None:
+    with open(path) as f:
+        f.read()
+
+
+def test_open_flag_gate_drops_reads_first(agent: FilteredAgent) -> None:
+    target = agent.d / "exact" / "secret"
+    before = agent.counter("approver_dropped")
+    reader = in_child(lambda: read(target))
+    writer = in_child(lambda: write(target))
+    assert agent.wait(lambda: "exact" in agent.matched_rules(writer))
+    agent.settle()
+    assert not [e for e in agent.delivered_for(reader) if e.file.path == str(target)]
+    assert agent.counter("approver_dropped") > before
+
+
+@pytest.mark.parametrize(
+    ("hit", "neighbour", "rule"),
+    [
+        ("exact/secret", "exact/secret2", "exact"),
+        ("other/target.conf", "other/neighbour.conf", "basename"),
+        ("parent/f", "parent2/f", "parent"),
+        ("tree/a/b/f", "nottree/a/b/f", "ancestor"),
+    ],
+)
+def test_each_approver_passes_its_event_and_drops_a_neighbour(
+    agent: FilteredAgent, hit: str, neighbour: str, rule: str
+) -> None:
+    for rel in (hit, neighbour):
+        (agent.d / rel).parent.mkdir(parents=True, exist_ok=True)
+    hit_pid = in_child(lambda: write(agent.d / hit))
+    miss_pid = in_child(lambda: write(agent.d / neighbour))
+    assert agent.wait(lambda: rule in agent.matched_rules(hit_pid))
+    agent.settle()
+    assert agent.delivered_for(miss_pid) == [], "the neighbour reached user space: not filtered in kernel"
+
+
+def test_hard_link_to_watched_file_is_caught(agent: FilteredAgent) -> None:
+    alias = agent.d / "elsewhere" / "innocent-name"
+    os.link(agent.d / "exact" / "secret", alias)
+    agent.sensor.filter.refresh_inodes()
+    pid = in_child(lambda: write(alias))
+    assert agent.wait(lambda: "exact" in agent.matched_rules(pid))
+    event = next(e for e, rules in agent.matched if e.process.pid == pid)
+    assert event.file.path == str(agent.d / "exact" / "secret")
+    assert event.extra["fim.file"]["accessed_path"] == str(alias)
+
+
+def test_bind_mount_of_watched_directory_is_caught(agent: FilteredAgent) -> None:
+    mnt = agent.d / "bind"
+    subprocess.run(["mount", "--bind", str(agent.d / "tree"), str(mnt)], check=True)
+    try:
+        pid = in_child(lambda: write(mnt / "via-bind"))
+        assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+        event = next(e for e, rules in agent.matched if e.process.pid == pid)
+        assert event.file.path == str(agent.d / "tree" / "via-bind")
+        assert event.extra["fim.file"]["accessed_path"] == str(mnt / "via-bind")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def learn_dir_discarder(agent: FilteredAgent, directory: Path) -> None:
+    """`parent/*` over-approves deeper paths (a directory prefix): the first write below reaches user
+    space, matches nothing, and teaches the kernel that the whole directory can be discarded. A
+    rename anywhere on the host (other processes) invalidates what was learned: then learn again."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for attempt in range(5):
+        pushed = agent.sensor.filter.stats.discarders_pushed
+        pid = in_child(lambda: write(directory / f"first{attempt}"))
+        assert agent.wait(lambda: agent.delivered_for(pid))
+        assert agent.wait(lambda: agent.sensor.filter.stats.discarders_pushed > pushed)
+        dropped = agent.counter("discarder_dropped")
+        again = in_child(lambda: write(directory / f"second{attempt}"))
+        if agent.wait(lambda: agent.counter("discarder_dropped") > dropped, timeout=2):
+            agent.settle()
+            assert agent.delivered_for(again) == []
+            (directory / "second").write_text("")  # the file the callers move
+            return
+    pytest.fail("the directory discarder never dropped an event")
+
+
+DISCARDER_RULES = """
+version: 1
+rules:
+  - id: parent
+    expression: fim.write.file.path =~ "{d}/parent/*"
+    severity: low
+  - id: ancestor
+    expression: fim.write.file.path =~ "{d}/tree/**"
+    severity: critical
+"""
+
+
+def apply_rules(agent: FilteredAgent, text: str, name: str) -> None:
+    path = agent.d / name
+    path.write_text(text.format(d=agent.d))
+    ruleset = RuleSet.load([path])
+    agent.pipeline.ruleset = ruleset
+    agent.sensor.filter.apply(ruleset)
+
+
+@pytest.fixture
+def discarder_rules(agent: FilteredAgent) -> Iterator[None]:
+    """Without a rule on basenames alone (a name anywhere could match), whole directories become
+    provably unwatched; the original rules come back after the test (a real reload both ways)."""
+    apply_rules(agent, DISCARDER_RULES, "discarder-rules.yaml")
+    yield
+    apply_rules(agent, RULES, "rules.yaml")
+
+
+@pytest.mark.usefixtures("discarder_rules")
+def test_discarded_directory_renamed_under_watched_one_is_detected(agent: FilteredAgent) -> None:
+    sub = agent.d / "parent" / "deep1"
+    learn_dir_discarder(agent, sub)
+    moved = agent.d / "tree" / "deep1"
+    os.rename(sub, moved)
+    pid = in_child(lambda: write(moved / "second"))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+
+
+@pytest.mark.usefixtures("discarder_rules")
+def test_file_under_discarded_directory_renamed_into_watched_one_is_detected(agent: FilteredAgent) -> None:
+    sub = agent.d / "parent" / "deep2"
+    learn_dir_discarder(agent, sub)
+    pid = in_child(lambda: os.rename(sub / "second", agent.d / "tree" / "moved"))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))  # the rename's destination
+    writer = in_child(lambda: write(agent.d / "tree" / "moved"))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(writer))
+
+
+@pytest.mark.usefixtures("discarder_rules")
+def test_rule_reload_clears_discarders(agent: FilteredAgent) -> None:
+    sub = agent.d / "parent" / "deep3"
+    learn_dir_discarder(agent, sub)
+    revision = agent.sensor.filter.revision()
+    wider = (
+        DISCARDER_RULES
+        + '  - id: wider\n    expression: fim.write.file.path =~ "{d}/parent/**"\n    severity: high\n'
+    )
+    apply_rules(agent, wider, "wider.yaml")
+    assert agent.sensor.filter.revision() > revision
+    pid = in_child(lambda: write(sub / "third"))
+    assert agent.wait(lambda: "wider" in agent.matched_rules(pid))

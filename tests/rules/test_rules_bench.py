@@ -1,0 +1,20 @@
+"""The rule benchmark still runs (a tiny instance; the figure itself is in docs/rules.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_rules.py"
+
+
+def test_bench_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    spec = importlib.util.spec_from_file_location("bench_rules", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--events", "3000", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "17 rules, 3000 events" in out and "events/s" in out
