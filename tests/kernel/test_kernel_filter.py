@@ -196,15 +196,7 @@ def learn_dir_discarder(agent: FilteredAgent, directory: Path) -> None:
     rename anywhere on the host (other processes) invalidates what was learned: then learn again."""
     directory.mkdir(parents=True, exist_ok=True)
     for attempt in range(5):
-        pushed = agent.sensor.filter.stats.discarders_pushed
-        pid = in_child(lambda: write(directory / f"first{attempt}"))
-        assert agent.wait(lambda: agent.delivered_for(pid))
-        assert agent.wait(lambda: agent.sensor.filter.stats.discarders_pushed > pushed)
-        dropped = agent.counter("discarder_dropped")
-        again = in_child(lambda: write(directory / f"second{attempt}"))
-        if agent.wait(lambda: agent.counter("discarder_dropped") > dropped, timeout=2):
-            agent.settle()
-            assert agent.delivered_for(again) == []
+        if _learn_once(agent, directory / f"first{attempt}", directory / f"second{attempt}"):
             (directory / "second").write_text("")  # the file the callers move
             return
     pytest.fail("the directory discarder never dropped an event")
@@ -237,6 +229,20 @@ def discarder_rules(agent: FilteredAgent) -> Iterator[None]:
     apply_rules(agent, DISCARDER_RULES, "discarder-rules.yaml")
     yield
     apply_rules(agent, RULES, "rules.yaml")
+
+
+def _learn_once(agent: FilteredAgent, first: Path, second: Path) -> bool:
+    pushed = agent.sensor.filter.stats.discarders_pushed
+    pid = in_child(lambda: write(first))
+    assert agent.wait(lambda: agent.delivered_for(pid))
+    assert agent.wait(lambda: agent.sensor.filter.stats.discarders_pushed > pushed)
+    dropped = agent.counter("discarder_dropped")
+    again = in_child(lambda: write(second))
+    if not agent.wait(lambda: agent.counter("discarder_dropped") > dropped, timeout=2):
+        return False
+    agent.settle()
+    assert agent.delivered_for(again) == []
+    return True
 
 
 @pytest.mark.usefixtures("discarder_rules")
