@@ -9,11 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from bench.workload import BenchPaths
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_RULES = REPO / "bench/rules/bench.yaml"
@@ -28,6 +27,32 @@ def process_cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()  # comm may contain spaces
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def foreign_tracers(exclude: Iterable[int] = ()) -> list[int]:
+    """Processes holding BPF programs other than `exclude` (and us): other agents or kernel tests
+    whose tracepoint programs slow every file syscall, with or without our agent."""
+    skip = {os.getpid(), *exclude}
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) in skip:
+            continue
+        try:
+            if any(os.readlink(fd) == "anon_inode:bpf-prog" for fd in (proc / "fd").iterdir()):
+                pids.append(int(proc.name))
+        except OSError:  # exited or not ours to read
+            continue
+    return pids
+
+
+def wait_for_no_tracers(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for no foreign BPF tracers; True if there are none."""
+    deadline = time.monotonic() + timeout
+    while foreign_tracers():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
 
 
 @dataclass(frozen=True)
@@ -136,6 +161,11 @@ class Agent:
         assert self.proc is not None
         return process_cpu_seconds(self.proc.pid)
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     def wait_idle(self, timeout: float = 15.0, busy: float = 0.2) -> None:
         """Let the agent drain its ring buffer: return once it uses less than `busy` of a core over
         half a second. (With --no-kernel-filter it also handles the rest of the machine's events.)"""
@@ -167,7 +197,3 @@ class Agent:
         text = (self.workdir / "agent.log").read_text(errors="replace").splitlines()
         kept = [line for line in text if not line.startswith(";")]  # skip BPF verifier dumps
         return "\n".join(kept[-lines:]) or "(no output)"
-
-
-def workdir_for(paths: BenchPaths, label: str) -> Path:
-    return paths.root / "agent" / label.replace(" ", "_")

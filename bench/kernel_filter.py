@@ -90,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.mixed_ops:,} noise operations (source reads, include probes, system file reads, cache "
             f"appends, temp churn, object rewrites) and one watched-file modification per "
             f"{s.watched_every:,}; median of {s.repeats} interleaved round(s).\n\n"
-            + report.mixed_table(groups, s.watched_every)
+            + report.mixed_table(groups)
             + filter_warning(groups)
+            + report.contention_note(groups)
         )
     if "openloop" in parts:
         log(f"open/close loop: {s.openloop_ops:,} iterations")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "### open/close loop of a non-watched file\n\n"
             f"{s.openloop_ops:,} iterations, median of {s.repeats} interleaved round(s).\n\n"
             + report.openloop_table(groups)
+            + report.contention_note(groups)
         )
     if "cpu" in parts:
         log(f"agent CPU: noise at {s.cpu_rate:,.0f} monitored syscalls/s for {s.cpu_seconds:g}s")

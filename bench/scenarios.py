@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import workload
-from bench.agent_runner import BENCH_RULES, DEFAULT_RULES, Agent, AgentConfig, AgentResult, count_records
+from bench.agent_runner import (
+    BENCH_RULES,
+    DEFAULT_RULES,
+    Agent,
+    AgentConfig,
+    AgentResult,
+    count_records,
+    foreign_tracers,
+    wait_for_no_tracers,
+)
 from bench.workload import BenchPaths, WorkloadResult, WorkloadSpec
 
 REALISTIC_RULES = (DEFAULT_RULES, BENCH_RULES)
@@ -34,6 +43,7 @@ class Settings:
     burst_seconds: float = 10.0
     ringbuf_pages: int | None = None
     keep_records: bool = False
+    quiet_wait: float = 30.0  # before each run, wait this long for other BPF tracers to go away
 
 
 @dataclass
@@ -43,6 +53,7 @@ class Sample:
     workload: WorkloadResult
     agent: AgentResult | None = None
     detected: int = 0  # bench-rule records in the agent's output
+    contended: bool = False  # another process's BPF programs were attached during the run
 
 
 @dataclass
@@ -50,15 +61,30 @@ class ConfigSamples:
     label: str
     config: AgentConfig | None
     samples: list[Sample] = field(default_factory=list)
-    ratios: list[float] = field(default_factory=list)  # elapsed / no-agent elapsed, same round
+    # against the no-agent run of the same round: wall time, and the workload's own CPU time (which
+    # includes the BPF programs and is much less sensitive to a busy machine)
+    wall_ratios: list[float] = field(default_factory=list)
+    cpu_ratios: list[float] = field(default_factory=list)
 
     @property
     def median_elapsed(self) -> float:
         return statistics.median(s.workload.elapsed_s for s in self.samples)
 
     @property
-    def median_ratio(self) -> float | None:
-        return statistics.median(self.ratios) if self.ratios else None
+    def median_cpu(self) -> float:
+        return statistics.median(s.workload.cpu_s for s in self.samples)
+
+    @property
+    def wall_ratio(self) -> float | None:
+        return statistics.median(self.wall_ratios) if self.wall_ratios else None
+
+    @property
+    def cpu_ratio(self) -> float | None:
+        return statistics.median(self.cpu_ratios) if self.cpu_ratios else None
+
+    @property
+    def contended(self) -> int:
+        return sum(s.contended for s in self.samples)
 
     def agents(self) -> list[AgentResult]:
         return [s.agent for s in self.samples if s.agent is not None]
@@ -74,17 +100,20 @@ def agent_configs(ringbuf_pages: int | None = None) -> list[AgentConfig]:
 
 
 def run_sample(s: Settings, spec: WorkloadSpec, config: AgentConfig | None) -> Sample:
+    quiet = wait_for_no_tracers(s.quiet_wait)
     if config is None:
-        return Sample(workload.run(s.binary, spec, s.paths))
+        result = workload.run(s.binary, spec, s.paths)
+        return Sample(result, contended=not quiet or bool(foreign_tracers()))
     workdir = s.paths.root / "agent" / config.label.replace(" ", "_").replace(",", "")
     with Agent(config, workdir, s.agent_root) as agent:
         result = workload.run(s.binary, spec, s.paths)
+        contended = not quiet or bool(foreign_tracers(exclude=[agent.pid]))
         agent.wait_idle()
         agent_result = agent.stop()
     detected = count_records(agent_result.records)
     if not s.keep_records:
         agent_result.records.unlink(missing_ok=True)
-    return Sample(result, agent_result, detected)
+    return Sample(result, agent_result, detected, contended)
 
 
 def compare(
@@ -99,11 +128,16 @@ def compare(
         for group in order:
             sample = run_sample(s, spec, group.config)
             group.samples.append(sample)
-            log(f"  round {round_no + 1}/{s.repeats} {group.label}: {sample.workload.elapsed_s:.3f}s")
-        baseline = next(g for g in groups if g.config is None).samples[-1].workload.elapsed_s
+            w = sample.workload
+            note = " (other BPF tracers were attached)" if sample.contended else ""
+            progress = f"{round_no + 1}/{s.repeats} {group.label}: {w.elapsed_s:.3f}s, cpu {w.cpu_s:.3f}s"
+            log(f"  round {progress}{note}")
+        baseline = next(g for g in groups if g.config is None).samples[-1].workload
         for group in groups:
             if group.config is not None:
-                group.ratios.append(group.samples[-1].workload.elapsed_s / baseline)
+                w = group.samples[-1].workload
+                group.wall_ratios.append(w.elapsed_s / baseline.elapsed_s)
+                group.cpu_ratios.append(w.cpu_s / baseline.cpu_s)
     return groups
 
 
@@ -123,6 +157,7 @@ class CpuSample:
     workload: WorkloadResult
     agent: AgentResult
     cpu_s: float  # agent CPU from the workload's start until the agent drained
+    contended: bool  # another process's BPF programs were attached during the run
 
     @property
     def cpu_percent(self) -> float:
@@ -134,14 +169,16 @@ def agent_cpu(s: Settings, log: Log) -> list[CpuSample]:
     spec = WorkloadSpec("mixed", seconds=s.cpu_seconds, rate=s.cpu_rate)
     out: list[CpuSample] = []
     for config in agent_configs(s.ringbuf_pages)[:2]:
+        quiet = wait_for_no_tracers(s.quiet_wait)
         with Agent(config, s.paths.root / "agent" / "cpu", s.agent_root) as agent:
             before = agent.cpu_seconds()
             result = workload.run(s.binary, spec, s.paths)
+            contended = not quiet or bool(foreign_tracers(exclude=[agent.pid]))
             agent.wait_idle()
             cpu = agent.cpu_seconds() - before
             agent_result = agent.stop()
         agent_result.records.unlink(missing_ok=True)
-        out.append(CpuSample(config.label, result, agent_result, cpu))
+        out.append(CpuSample(config.label, result, agent_result, cpu, contended))
         log(f"  {config.label}: {result.syscall_rate:,.0f} syscalls/s, agent {out[-1].cpu_percent:.1f}% CPU")
     return out
 

@@ -12,7 +12,9 @@
  *
  * -r limits the rate of *monitored* syscalls (the ones the sensor traces: open*, rename, unlink,
  * chmod, ...; not read/write/close) per second; 0 means as fast as possible.
- * Prints one JSON line: elapsed seconds, operations, monitored syscalls, watched modifications.
+ * Prints one JSON line: elapsed (wall) and CPU seconds (user + system: the BPF programs run in the
+ * workload's syscalls, so their cost is system time), operations, monitored syscalls, watched
+ * modifications.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -248,8 +251,13 @@ int main(int argc, char **argv)
         if ((c.ops % RATE_CHECK_EVERY) == 0)
             pace(&o, c.syscalls);
     }
-    printf("{\"mode\": \"%s\", \"elapsed_s\": %.6f, \"ops\": %ld, \"syscalls\": %ld, "
-           "\"watched_writes\": %ld, \"errors\": %ld}\n",
-           o.mode, now_s(), c.ops, c.syscalls, c.watched, c.errors);
+    double elapsed = now_s();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+    printf("{\"mode\": \"%s\", \"elapsed_s\": %.6f, \"cpu_s\": %.6f, \"ops\": %ld, "
+           "\"syscalls\": %ld, \"watched_writes\": %ld, \"errors\": %ld}\n",
+           o.mode, elapsed, cpu, c.ops, c.syscalls, c.watched, c.errors);
     return 0;
 }

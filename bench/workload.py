@@ -65,7 +65,8 @@ class WorkloadSpec:
 @dataclass(frozen=True)
 class WorkloadResult:
     mode: str
-    elapsed_s: float
+    elapsed_s: float  # wall time
+    cpu_s: float  # user + system time, BPF program time included
     ops: int
     syscalls: int  # monitored file syscalls the workload issued
     watched_writes: int

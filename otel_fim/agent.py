@@ -22,6 +22,7 @@ from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
+from otel_fim.plugin_manager import load_plugins
 
 log = logging.getLogger("otel_fim")
 
@@ -73,12 +74,12 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_rules(paths: Sequence[str]) -> Evaluator | None:
+def load_rules(paths: Sequence[str], known_actions: dict[str, Any] | None = None) -> Evaluator | None:
     if not paths:
         return None
     from otel_fim.rules.ruleset import RuleSet
 
-    return RuleSet.load(paths)
+    return RuleSet.load(paths, known_actions)
 
 
 class StopFlag:
@@ -110,6 +111,8 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "emitted": {t.value: n for t, n in c.emitted.items()},
             "rule_matches": dict(c.rule_matches),
             "output_errors": c.output_errors,
+            "plugin_errors": c.plugin_errors,
+            "plugin_queue_overflow": c.plugin_queue_overflow,
             "decode_errors": sensor.decode_errors,
         },
         "filter": filter_snapshot(sensor),
@@ -162,12 +165,14 @@ def run(args: argparse.Namespace) -> int:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        ruleset = load_rules(config.rules)
+        plugins = load_plugins(config)  # before the rules: plugins add rule fields and actions
+        ruleset = load_rules(config.rules, plugins.known_actions())
         export = build_export(config)
     except (OutputSpecError, OSError, ValueError) as exc:
         print(f"otel-fim: {exc}", file=sys.stderr)
         return 2
     pipeline = Pipeline(export.outputs, ruleset)
+    plugins.start(pipeline, ruleset, export.metrics)  # pipeline.close() drains and stops it
     stop = StopFlag()
     stop.install()
     sensor = Sensor(
@@ -192,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
                 "rule matches" if ruleset else "every file event",
             )
             poll_until_stopped(sensor, pipeline, stop, config.duration, config.status_interval)
-            sensor.poll(0)  # what is already in the ring buffer still counts
+            drain(sensor)  # what is already in the ring buffer still counts
+            pipeline.flush()  # the plugin stage hands what it holds to the outputs
             stats = stats_snapshot(sensor, pipeline)
             export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
@@ -205,6 +211,12 @@ def run(args: argparse.Namespace) -> int:
         if config.stats_file:
             Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def drain(sensor: Sensor, seconds: float = 3.0) -> None:
+    deadline = time.monotonic() + seconds
+    while sensor.poll(0) and time.monotonic() < deadline:
+        pass
 
 
 def poll_until_stopped(

@@ -19,6 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_rules_commands(sub)
+    from otel_fim.plugin_manager import add_plugins_commands
+
+    add_plugins_commands(sub)
     return parser
 
 

@@ -7,13 +7,15 @@ network export) happens behind queues in the stages it hands events to.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from otel_fim.event import Event, EventType
-from otel_fim.export.outputs import Output, emit_all
+from otel_fim.export.outputs import Output
+from otel_fim.export.record import log_record
 from otel_fim.rules.match import Match
 
 log = logging.getLogger(__name__)
@@ -21,6 +23,17 @@ log = logging.getLogger(__name__)
 
 class Evaluator(Protocol):
     def evaluate(self, event: Event) -> list[Match]: ...
+
+
+class Stage(Protocol):
+    """Where matched events go when plugins are loaded (`otel_fim.plugin_stage.PluginStage`): it
+    enriches them off the consumer thread and calls `Pipeline.emit_now` itself."""
+
+    def submit(self, event: Event, matches: Sequence[Match]) -> None: ...
+
+    def drain(self, timeout: float) -> bool: ...
+
+    def close(self, timeout: float) -> None: ...
 
 
 # Called after an event matched nothing (the discarder stage learns from these).
@@ -36,6 +49,10 @@ class UserCounters:
     emitted: Counter[EventType] = field(default_factory=Counter)
     rule_matches: Counter[str] = field(default_factory=Counter)
     output_errors: int = 0
+    # The plugin stage (otel_fim.plugin_stage): hook exceptions, and matched events exported
+    # without enrichment because the plugin queue stayed full.
+    plugin_errors: int = 0
+    plugin_queue_overflow: int = 0
 
 
 class Pipeline:
@@ -49,6 +66,10 @@ class Pipeline:
         self.on_emitted: list[EmittedHook] = []
         # Other names of an event's file (hard links, bind mounts) rules may be written against.
         self.aliases: Callable[[Event], list[str]] | None = None
+        # Set by the plugin manager: matched events are handed to it instead of the outputs.
+        self.stage: Stage | None = None
+        # Outputs may be called from the consumer thread and the plugin worker (on overflow).
+        self._emit_lock = threading.Lock()
 
     def handle(self, event: Event) -> None:
         self.counters.evaluated[event.type] += 1
@@ -79,17 +100,50 @@ class Pipeline:
         return event, []
 
     def _emit(self, event: Event, matches: Sequence[Match]) -> None:
-        try:
-            record = emit_all(self.outputs, event, matches)
-        except Exception:  # one broken output must not stop detection on the others
-            self.counters.output_errors += 1
-            log.exception("an output failed for %s %s", event.type.value, event.file.path)
-            return
-        self.counters.emitted[event.type] += 1
-        for hook in self.on_emitted:
-            hook(event, matches, record)
+        stage = self.stage
+        if stage is not None and matches:
+            stage.submit(event, matches)
+        else:
+            self.emit_now(event, matches)
 
-    def close(self) -> None:
+    def emit_now(self, event: Event, matches: Sequence[Match]) -> dict[str, Any] | None:
+        """Build the record, hand it to every output, run the `on_emitted` hooks; returns the record
+        (None if it could not be built). Thread-safe: the consumer and the plugin worker call it."""
+        with self._emit_lock:
+            try:
+                record = log_record(event, matches)
+            except Exception:
+                self.counters.output_errors += 1
+                log.exception("building the record failed for %s %s", event.type.value, event.file.path)
+                return None
+            failed = False
+            for output in self.outputs:
+                try:  # one broken output must not stop detection on the others
+                    output.emit(event, matches, record)
+                except Exception:
+                    failed = True
+                    self.counters.output_errors += 1
+                    log.exception("output %r failed for %s %s", output, event.type.value, event.file.path)
+            if failed:
+                return record
+            self.counters.emitted[event.type] += 1
+            for hook in self.on_emitted:
+                hook(event, matches, record)
+            return record
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (at most `timeout` s) until the plugin stage handed every queued event to the
+        outputs; True when nothing is left. Without plugins there is nothing to wait for."""
+        return self.stage.drain(timeout) if self.stage is not None else True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drain the plugin stage (bounded by `timeout`) and stop it, then close the outputs."""
+        if self.stage is not None:
+            try:
+                self.stage.close(timeout)
+            except Exception:
+                log.exception("stopping the plugin stage failed")
+            self.stage = None
         for output in self.outputs:
             try:
                 output.close()

@@ -119,6 +119,18 @@ class FimMetrics:
             unit="{failure}",
             description="Failed OTLP export attempts by signal (logs, metrics); each is retried or reported.",
         )
+        self._plugin_errors = meter.create_counter(
+            "otel_fim.plugin.errors",
+            unit="{error}",
+            description="Exceptions raised by plugin hooks, by plugin (fim.plugin.name) and hook "
+            "(fim.plugin.hook); the agent logs each and carries on.",
+        )
+        self._plugin_overflow = meter.create_counter(
+            "otel_fim.plugin.queue.overflow",
+            unit="{event}",
+            description="Matched events exported without enrichment, alerts or actions because the "
+            "plugin queue was full.",
+        )
 
     @classmethod
     def otlp(
@@ -172,6 +184,12 @@ class FimMetrics:
 
     def record_spool_dropped(self, severity_text: str, count: int = 1, *, reason: str) -> None:
         self._dropped.add(count, {"severity_text": severity_text, "fim.reason": reason})
+
+    def record_plugin_error(self, plugin: str, hook: str) -> None:
+        self._plugin_errors.add(1, {"fim.plugin.name": plugin, "fim.plugin.hook": hook})
+
+    def record_plugin_overflow(self, count: int = 1) -> None:
+        self._plugin_overflow.add(count)
 
     def watch_spool(self, depth: Gauge, size_bytes: Gauge) -> None:
         self._spool_depth, self._spool_bytes = depth, size_bytes

@@ -49,16 +49,26 @@ def _decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def complete_joined_path(path: str, pid: int) -> str:
+# Syscalls that act on the target when the name's last component is a symlink.
+FOLLOWS_LAST = frozenset(
+    {"truncate", "chmod", "fchmodat", "fchmodat2", "chown", "fchownat", "setxattr", "removexattr",
+     "utime", "utimes", "utimensat", "futimesat"}
+)  # fmt: skip
+
+
+def complete_joined_path(path: str, pid: int, follow_last: bool = False) -> str:
     """Finish a path the kernel built as <base dir from a dentry>/<name as passed>.
 
-    The kernel resolved the base from a dentry; the name may still hold `.`, `..` and symlinked
-    directories. When the parent directory exists and the process shares our root, resolve it
-    through the filesystem (symlinks included); otherwise normalise lexically."""
+    The kernel resolved the base from a dentry; the name may still hold `.`, `..` and symlinks.
+    When the process shares our root, resolve through the filesystem -- the parent directory, and
+    the file itself for calls that follow a final symlink; otherwise normalise lexically."""
     parent, name = posixpath.split(path)
     if name in ("", ".", ".."):
         return posixpath.normpath(path)
-    if _shares_our_root(pid):
+    shares_root = _shares_our_root(pid)
+    if follow_last and shares_root and os.path.islink(path):
+        return os.path.realpath(path)
+    if shares_root:
         try:
             real_parent = os.path.realpath(parent, strict=True)
         except OSError:
@@ -92,7 +102,8 @@ class Decoder:
         etype = EVENT_TYPES[h.type]
         file_len = h.file.path_len
         dest_len = h.dest.path_len
-        file = self._file(h.file, data[:file_len], h.pid)
+        syscall = SYSCALLS[h.syscall]
+        file = self._file(h.file, data[:file_len], h.pid, syscall in FOLLOWS_LAST)
         dest_raw = data[file_len : file_len + dest_len]
         xattr = data[file_len + dest_len : file_len + dest_len + h.xattr_len]
         process = ProcessInfo(
@@ -107,7 +118,7 @@ class Decoder:
         )
         return Event(
             type=etype,
-            syscall=SYSCALLS[h.syscall],
+            syscall=syscall,
             timestamp_ns=h.ts_boot_ns + self._epoch_offset,
             retval=h.retval,
             process=process,
@@ -116,10 +127,10 @@ class Decoder:
             filter_revision=h.revision,
         )
 
-    def _file(self, f: FimFile, raw: bytes, pid: int) -> FileInfo:
+    def _file(self, f: FimFile, raw: bytes, pid: int, follow_last: bool = False) -> FileInfo:
         path = _decode_name(raw)
         if f.flags & F_JOINED and not f.flags & F_TRUNCATED:
-            path = complete_joined_path(path, pid)
+            path = complete_joined_path(path, pid, follow_last)
         info = FileInfo(path=path, mount_id=f.mnt_id, truncated=bool(f.flags & F_TRUNCATED))
         if f.flags & F_HAS_INODE:
             info.inode = f.ino

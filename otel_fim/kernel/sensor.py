@@ -10,8 +10,10 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from otel_fim.event import Event, EventType
 from otel_fim.kernel import headers, tracefs
@@ -32,8 +34,25 @@ DEFAULT_RINGBUF_PAGES = 1024
 TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path")
 
 
+# Records handed over per poll() call at most (see Sensor.poll).
+POLL_BUDGET = 2048
+
+
 class SensorError(RuntimeError):
     pass
+
+
+def detach_all(bpf: Any) -> None:
+    """Detach every tracepoint at once. On recent kernels each syscall-tracepoint detach waits for
+    an RCU-tasks grace period; one after the other that is seconds (measured: 5.9 s for 72 here),
+    in parallel the waits overlap (0.1 s)."""
+    from bcc.libbcc import lib
+
+    fds = list(bpf.tracepoint_fds.values())
+    if fds:
+        with ThreadPoolExecutor(max_workers=len(fds), thread_name_prefix="detach") as pool:
+            list(pool.map(lib.bpf_close_perf_event_fd, fds))
+    bpf.tracepoint_fds.clear()
 
 
 _LOCAL_INCLUDE = re.compile(r'^#include "([^"]+)"\s*$', re.M)
@@ -80,6 +99,7 @@ class Sensor:
         self.offsets: dict[str, int] = {}
         self.filter: KernelFilter | None = None
         self.decode_errors = 0
+        self._budget = self._left = POLL_BUDGET
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> Sensor:
@@ -136,24 +156,34 @@ class Sensor:
                 except Exception:  # detaching the rest matters more
                     log.exception("detaching module %s failed", module.name)
             self.filter = None
+            detach_all(bpf)
             bpf.cleanup()
 
     # -- reading ----------------------------------------------------------------------------
-    def poll(self, timeout_ms: int = 100) -> None:
-        """Deliver what the ring buffer holds to `on_event`; waits up to timeout_ms for the first."""
+    def poll(self, timeout_ms: int = 100, max_events: int = POLL_BUDGET) -> int:
+        """Deliver up to `max_events` records to `on_event`, waiting up to timeout_ms for the first.
+
+        Bounded: libbpf keeps consuming while producers keep writing, so without a budget a busy
+        host would never let the caller look at its stop flag. Returns the records delivered."""
         if self._bpf is None:
             raise SensorError("sensor is not started")
+        self._budget = self._left = max_events
         self._bpf.ring_buffer_poll(timeout_ms)
+        return self._budget - self._left
 
     def _handle(self, _ctx: int, data: int, size: int) -> int:
+        self._left -= 1
+        self._deliver(data, size)
+        return -1 if self._left <= 0 else 0  # negative: libbpf stops after this (consumed) record
+
+    def _deliver(self, data: int, size: int) -> None:
         try:
             event = self._decoder.decode(data, size)
         except Exception:  # a decoder bug must not stop the sensor: count it and go on
             self.decode_errors += 1
             log.exception("cannot decode a %d-byte event", size)
-            return 0
+            return
         self._on_event(event)
-        return 0
 
     def discarder_count(self) -> int:
         return self.filter.discarder_count() if self.filter else 0

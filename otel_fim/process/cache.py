@@ -107,6 +107,11 @@ class ProcessCache:
         """A new process: it runs its parent's image until it execs."""
         with self._lock:
             self.stats["fork"] += 1
+            old = self._records.get(child.pid)
+            if old is not None and old.start_boot_ns and child.start_boot_ns and _same_process(old, child):
+                # The parent writes the fork record after the child runs: the child's exec (or
+                # exit) record may come first, and /proc may have been read since. Those are newer.
+                return
             parent = self._records.get(child.ppid)
             if parent is not None and not parent.exited:
                 child.executable = parent.executable

@@ -307,6 +307,12 @@ class _Reader:
                 known = ", ".join(sorted(self.known_actions)) or "none"
                 self.err(f"unknown action '{name}'{hint}; known actions: {known}", name_node)
                 continue
+            # A schema with `check(params) -> problem | None` (otel_fim.plugin_api.ActionSchema).
+            check = getattr(self.known_actions.get(name), "check", None) if self.known_actions else None
+            problem = check(params) if callable(check) else None
+            if problem:
+                self.err(f"action '{name}': {problem}", name_node)
+                continue
             out.append({name: params})
         return tuple(out)
 

@@ -88,6 +88,22 @@ def test_symlinked_directory_reports_the_real_location(sensor_events: EventColle
     assert rename.details.destination.path == str(real / "g")
 
 
+def test_call_following_a_final_symlink_reports_the_target(
+    sensor_events: EventCollector, tmp_path: Path
+) -> None:
+    real = tmp_path / "real-file"
+    real.write_text("x")
+    (tmp_path / "lnk").symlink_to(real)
+
+    def child() -> None:
+        os.chmod(tmp_path / "lnk", 0o600)  # follows: changes real-file
+        os.lchown(tmp_path / "lnk", 0, 0)  # does not follow: the link itself
+
+    pid = in_child(child)
+    assert sensor_events.wait_type(pid, EventType.CHMOD).file.path == str(real)
+    assert sensor_events.wait_type(pid, EventType.CHOWN).file.path == str(tmp_path / "lnk")
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     mnt = tmp_path / "mnt"

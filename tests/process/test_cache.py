@@ -166,3 +166,17 @@ def test_container_kept_on_record() -> None:
     c = cache()
     c.on_exec(rec(50, 1, "sh", S, "/bin/sh", container=Container("a" * 64, "docker")))
     assert c.get(50).container == Container("a" * 64, "docker")
+
+
+def test_fork_record_read_after_the_childs_exec_and_exit() -> None:
+    """The parent writes the fork record after the child started running: on another CPU the
+    child may exec and even exit first."""
+    c = cache()
+    c.on_exec(rec(10, 1, "bash", S, "/usr/bin/bash", argv=["bash"]))
+    c.on_exec(rec(11, 10, "sh", 2 * S, "/usr/bin/sh", argv=["sh", "-c", "x"], exec_boot_ns=2 * S + 5))
+    c.on_fork(rec(11, 10, "bash", 2 * S))
+    assert c.get(11).executable == "/usr/bin/sh"
+    c.on_exec(rec(12, 10, "true", 3 * S, "/bin/true", argv=["true"], exec_boot_ns=3 * S + 5))
+    c.on_exit(12, 3 * S + 9, 0, 3 * S)
+    c.on_fork(rec(12, 10, "bash", 3 * S))
+    assert c.get(12).exited and c.get(12).executable == "/bin/true"

@@ -228,3 +228,31 @@ def test_cgroup_named_like_a_container(
     event = proc_sensor.wait_for(lambda e: e.type is EventType.OPEN and e.file.path == str(target))
     assert event.container is not None, event.process
     assert (event.container.id, event.container.runtime) == (container_id, runtime)
+
+
+def test_drain_reads_process_records_without_polling(proc_sensor: ProcSensor) -> None:
+    """What makes a file event polled before its exec record still find its process: enrich
+    drains the process ring buffer itself first."""
+    proc_sensor.sensor.poll(0)
+    child = subprocess.Popen(["sleep", "0.01"])
+    child.wait()
+    assert proc_sensor.context.cache.get(child.pid) is None or proc_sensor.context.cache.get(
+        child.pid
+    ).argv != ["sleep", "0.01"]
+    proc_sensor.context.module.drain()  # no sensor.poll(): the second consumer alone
+    rec = proc_sensor.context.cache.get(child.pid)
+    assert rec is not None and rec.argv == ["sleep", "0.01"] and rec.exited
+    counters = proc_sensor.context.module.counters()
+    assert counters["exec"]["sent"] >= 1 and counters["exec"]["lost"] == 0
+
+
+def test_long_argv_is_truncated_and_flagged(proc_sensor: ProcSensor, tmp_path: Path) -> None:
+    target = tmp_path / "long-argv"
+    filler = ["a" * 100] * 60  # 6 KB of arguments: more than the kernel keeps
+    subprocess.run(["sh", "-c", f"echo x >> {target}", "sh", *filler], check=True)
+    event = proc_sensor.wait_for(lambda e: e.type is EventType.OPEN and e.file.path == str(target))
+    p = event.process
+    assert p.args_truncated
+    assert p.argv is not None and p.argv[:3] == ["sh", "-c", f"echo x >> {target}"]
+    assert sum(len(a) + 1 for a in p.argv) <= 4096
+    assert attributes(event)["fim.process.args_truncated"] is True

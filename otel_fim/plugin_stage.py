@@ -1,0 +1,156 @@
+"""The plugin stage: a bounded queue between the ring-buffer consumer and the plugins.
+
+    consumer thread: Pipeline.handle -> rules -> PluginStage.submit(event, matches)   (cheap)
+    plugin worker:   enrich -> Pipeline.emit_now (outputs, on_emitted) -> notify -> actions
+
+A slow plugin therefore never holds up the consumer, and the kernel never drops events because
+of it. When the queue is full, `submit` waits briefly (`overflow_wait`, 50 ms by default) for the
+worker; if it is still full, the detection is exported at once, on the consumer thread, without
+enrichment, and marked `fim.plugins.skipped = "queue_full"`; its notify hooks and actions do not
+run. Every such event counts as `plugin_queue_overflow`. Once overflowing, `submit` stops waiting
+until the queue is half empty again, so a stuck plugin costs one wait, not one per event.
+
+Why not drop, and why not block: for a security product the detection must be exported (dropping
+loses it), and blocking the consumer moves the loss into the kernel's ring buffer, where nothing
+is left to export at all. Enrichment, alerts and actions are the part we can afford to lose under
+overload; the overflow counter and the record's marker say when that happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from otel_fim.event import Event
+from otel_fim.rules.match import Match
+
+if TYPE_CHECKING:
+    from otel_fim.plugin_manager import Plugins
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 1024
+DEFAULT_OVERFLOW_WAIT = 0.05  # seconds the consumer waits for room before exporting unenriched
+SKIPPED_NAMESPACE = "fim.plugins"
+
+Emit = Callable[[Event, Sequence[Match]], "Mapping[str, Any] | None"]
+
+_STOP = object()
+
+
+class PluginStage:
+    def __init__(
+        self,
+        plugins: Plugins,
+        emit: Emit,
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        overflow_wait: float = DEFAULT_OVERFLOW_WAIT,
+        on_overflow: Callable[[], None] | None = None,
+    ) -> None:
+        self.plugins = plugins
+        self.emit = emit
+        self.overflow_wait = overflow_wait
+        self.on_overflow = on_overflow
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.overflowed = 0
+        self.processed = 0
+        self._overflowing = False
+        self._last_warning = 0.0
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="otel-fim-plugins", daemon=True)
+        self._thread.start()
+
+    # -- consumer thread ---------------------------------------------------------------------------
+
+    def submit(self, event: Event, matches: Sequence[Match]) -> None:
+        item = (event, tuple(matches))
+        if self._stopping:
+            self._overflow(event, matches, "stopping")
+            return
+        if self._overflowing and self.queue.qsize() <= self.queue.maxsize // 2:
+            self._overflowing = False
+        try:
+            if self._overflowing or self.overflow_wait <= 0:
+                self.queue.put_nowait(item)
+            else:
+                self.queue.put(item, timeout=self.overflow_wait)
+            return
+        except queue.Full:
+            self._overflowing = True
+        self._overflow(event, matches, "queue_full")
+
+    def _overflow(self, event: Event, matches: Sequence[Match], reason: str) -> None:
+        self.overflowed += 1
+        if self.on_overflow is not None:
+            self.on_overflow()
+        now = time.monotonic()
+        if now - self._last_warning >= 10.0:
+            self._last_warning = now
+            log.warning(
+                "plugin queue full (%d events): exporting matches without enrichment, alerts or "
+                "actions (%d so far)",
+                self.queue.maxsize,
+                self.overflowed,
+            )
+        event.extra = {**event.extra, SKIPPED_NAMESPACE: {"skipped": reason}}
+        self.emit(event, matches)
+
+    # -- worker ------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is _STOP:
+                    return
+                self._process(*item)
+            except Exception:  # the stage itself must survive anything
+                log.exception("plugin stage: unexpected error")
+            finally:
+                self.queue.task_done()
+
+    def _process(self, event: Event, matches: Sequence[Match]) -> None:
+        self.plugins.enrich(event, matches)
+        record = self.emit(event, matches)
+        if record is None:
+            return
+        self.plugins.notify(event, matches, record)
+        self.plugins.run_actions(event, matches, record)
+        self.processed += 1
+
+    # -- shutdown ----------------------------------------------------------------------------------
+
+    def drain(self, timeout: float) -> bool:
+        """Wait at most `timeout` s for the queue to empty; True if it did."""
+        deadline = time.monotonic() + timeout
+        while self.queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self, timeout: float) -> None:
+        """Drain (bounded), stop the worker, run the plugins' shutdown hooks. Whatever is still
+        queued after `timeout` is exported without enrichment rather than lost."""
+        drained = self.drain(timeout)
+        self._stopping = True
+        if not drained:
+            left = 0
+            while True:
+                try:
+                    item = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                self.queue.task_done()
+                if item is not _STOP:
+                    left += 1
+                    self._overflow(*item, "shutdown")
+            log.warning("plugin stage: %d events exported without plugins at shutdown", left)
+        self.queue.put(_STOP)
+        self._thread.join(timeout=max(0.1, timeout))
+        self.plugins.shutdown()
