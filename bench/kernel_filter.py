@@ -38,6 +38,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=REPO,
         help="source tree whose otel_fim is measured (default: this repository)",
     )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for other processes' BPF programs to go away",
+    )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the raw results here")
     p.add_argument("--keep-records", action="store_true", help="keep the agents' jsonl outputs")
     p.add_argument("--cleanup", action="store_true", help="remove the benchmark's files at the end")
@@ -57,7 +64,11 @@ def settings_from(args: argparse.Namespace, paths: BenchPaths, binary: Path) -> 
             burst_rates=(5_000, 20_000, 100_000),
             burst_seconds=3.0,
         )
-    changes: dict[str, Any] = {"ringbuf_pages": args.ringbuf_pages, "keep_records": args.keep_records}
+    changes: dict[str, Any] = {
+        "ringbuf_pages": args.ringbuf_pages,
+        "keep_records": args.keep_records,
+        "quiet_wait": args.quiet_wait,
+    }
     if args.repeats:
         changes["repeats"] = args.repeats
     if args.burst_rates:

@@ -37,9 +37,20 @@ def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
     test.set_defaults(func=run_test)
 
 
+def _plugin_actions() -> dict[str, object] | None:
+    """Load the plugins as the agent would (default config), so rules may use their fields and
+    their actions are checked; None (actions unchecked) if the plugin manager is unavailable."""
+    try:
+        from otel_fim.config import AgentConfig
+        from otel_fim.plugin_manager import load_plugins
+    except ImportError:
+        return None
+    return dict(load_plugins(AgentConfig()).known_actions())
+
+
 def _load(paths: list[str]) -> RuleSet | None:
     try:
-        return RuleSet.load(paths or DEFAULT_PATHS)
+        return RuleSet.load(paths or DEFAULT_PATHS, _plugin_actions())
     except PolicyError as e:
         print(e.render(), file=sys.stderr)
         count = len(e.errors)
