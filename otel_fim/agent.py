@@ -23,6 +23,7 @@ from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import load_plugins
+from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
 
 log = logging.getLogger("otel_fim")
 
@@ -175,8 +176,11 @@ def run(args: argparse.Namespace) -> int:
     plugins.start(pipeline, ruleset, export.metrics)  # pipeline.close() drains and stops it
     stop = StopFlag()
     stop.install()
+    process_context = ProcessContext()
     sensor = Sensor(
-        pipeline.handle, SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter)
+        lambda event: pipeline.handle(process_context.enrich(event)),
+        SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter),
+        modules=[process_context.module],
     )
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None

@@ -51,8 +51,8 @@ def otel_fim_startup(config: AgentConfig, plugin_config: Mapping[str, Any], stat
     plugin_config: this plugin's own section, `plugins.config.<plugin name>` in the config file
         ({} when absent). Validate it here and raise ValueError with a clear message when it is
         wrong: the plugin is then logged as failed and unloaded.
-    state_dir: `<state_dir>/plugins/<plugin name>`, a directory only root may read (created on
-        first use by the plugin; its parent exists with mode 0700).
+    state_dir: `<state_dir>/plugins/<plugin name>`, where the plugin may keep files. It is not
+        created for you: create it (and `<state_dir>/plugins`) with mode 0700 when you need it.
 
     Returns nothing."""
 

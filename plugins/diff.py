@@ -76,9 +76,15 @@ class Baselines:
         self.lock = threading.Lock()
 
     def _ensure_dir(self) -> None:
-        for d in (self.dir.parent, self.dir):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(d, 0o700)
+        if self.dir.is_dir():
+            return
+        # <state_dir>/plugins/diff/baselines: every level we create is root-only, not just the last
+        state = self.dir.parent.parent.parent
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for d in (self.dir.parent.parent, self.dir.parent, self.dir):
+            if not d.is_dir():
+                d.mkdir(mode=0o700)
+                os.chmod(d, 0o700)
 
     def _file(self, path: str) -> Path:
         return self.dir / hashlib.sha256(os.fsencode(path)).hexdigest()

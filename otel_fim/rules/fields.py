@@ -183,3 +183,6 @@ def _register_builtins() -> None:
 
 
 _register_builtins()
+
+# Process-context fields (process.file.path, process.ancestors.*, ...) are part of the language.
+import otel_fim.process.fields  # noqa: E402,F401

@@ -180,7 +180,9 @@ def test_package_owner_conffile_digest_and_manager(tmp_path):
     dpkg_event.process = replace(dpkg_event.process, comm="dpkg")
     assert p.otel_fim_enrich(dpkg_event, [MATCH])["by_package_manager"] is True
 
-    ruleset = RuleSet.from_text('rules: [{id: a, expression: open.retval >= 0 && package.name == "tool" && !package.by_manager}]')
+    ruleset = RuleSet.from_text(
+        'rules: [{id: a, expression: open.retval >= 0 && package.name == "tool" && !package.by_manager}]'
+    )
     assert [m.rule_id for m in ruleset.evaluate(make_event("/usr/bin/tool"))] == ["a"]
     assert not ruleset.evaluate(dpkg_event)
     assert ruleset.approvers(EventType.OPEN).accept_all  # plugin fields are unknown to the kernel

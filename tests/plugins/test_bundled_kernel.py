@@ -134,7 +134,7 @@ rules:
     stop_agent(proc)
     state = tmp_path / "state" / "plugins" / "diff"
     baselines = state / "baselines"
-    for d in (state, baselines):
+    for d in (state.parent, state, baselines):
         assert oct(d.stat().st_mode & 0o777) == "0o700"
     copies = sorted(p.read_text() for p in baselines.iterdir())
     assert copies == ["a\n", "b\n"]

@@ -27,7 +27,7 @@ def test_an_unknown_action_stops_the_agent_with_its_file_and_line(tmp_path):
     policy.write_text(POLICY.replace("ACTION", "kil"))
     result = otel_fim("run", "--rules", str(policy), "--output", "console", "--state-dir", str(tmp_path))
     assert result.returncode != 0
-    assert f"{policy}:7:16: unknown action 'kil' (did you mean 'kill'?)" in result.stderr
+    assert f"{policy}:6:16: unknown action 'kil' (did you mean 'kill'?)" in result.stderr
 
 
 def test_rules_check_knows_plugin_fields_and_actions(tmp_path):
