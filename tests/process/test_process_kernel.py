@@ -14,6 +14,7 @@ import pytest
 from otel_fim.event import EventType
 from otel_fim.export.record import attributes
 from otel_fim.process.cache import read_proc
+from tests.conftest import kernel_unavailable
 from tests.process.conftest import ProcSensor
 from tests.rules.rules_helpers import matched_ids, ruleset
 
@@ -141,11 +142,9 @@ def _cleanup_cgroup(rel: str) -> None:
                 pass
 
 
-@pytest.mark.skipif(
-    shutil.which("runc") is None or shutil.which("busybox") is None,
-    reason="needs runc and busybox-static (Debian packages)",
-)
 def test_oci_container_id(proc_sensor: ProcSensor, tmp_path: Path) -> None:
+    if shutil.which("runc") is None or shutil.which("busybox") is None:
+        kernel_unavailable("needs runc and busybox-static (Debian packages the Makefile installs)")
     container_id = uuid.uuid4().hex + uuid.uuid4().hex
     bundle = tmp_path / "bundle"
     rootfs = bundle / "rootfs"
