@@ -20,7 +20,8 @@ lint: venv
 	$(VENV)/bin/ruff check otel_fim plugins tests bench
 
 bench: venv
-	$(PY) -m bench
+	$(PY) -m bench.bench_rules
+	$(PY) -m bench.kernel_filter $(ARGS)
 
 system-deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \

@@ -132,7 +132,7 @@ def cpu_table(samples: Sequence[CpuSample]) -> str:
         "Lost",
         "Agent CPU (one core)",
         f"≤ {CPU_TARGET_PERCENT:g} %",
-        "",
+        "Note",
     ]
     return table(header, rows)
 

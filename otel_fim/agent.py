@@ -24,6 +24,7 @@ from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
+from otel_fim.rules.errors import RuleError
 
 log = logging.getLogger("otel_fim")
 
@@ -110,6 +111,7 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "evaluated": {t.value: n for t, n in c.evaluated.items()},
             "matched": {t.value: n for t, n in c.matched.items()},
             "emitted": {t.value: n for t, n in c.emitted.items()},
+            "prefiltered": {t.value: n for t, n in c.prefiltered.items()},
             "rule_matches": dict(c.rule_matches),
             "output_errors": c.output_errors,
             "plugin_errors": c.plugin_errors,
@@ -169,16 +171,17 @@ def run(args: argparse.Namespace) -> int:
         plugins = load_plugins(config)  # before the rules: plugins add rule fields and actions
         ruleset = load_rules(config.rules, plugins.known_actions())
         export = build_export(config)
-    except (OutputSpecError, OSError, ValueError) as exc:
+    except (OutputSpecError, OSError, ValueError, RuleError) as exc:  # bad input: say what and where
         print(f"otel-fim: {exc}", file=sys.stderr)
         return 2
+    process_context = ProcessContext()
     pipeline = Pipeline(export.outputs, ruleset)
+    pipeline.enrich = process_context.enrich
     plugins.start(pipeline, ruleset, export.metrics)  # pipeline.close() drains and stops it
     stop = StopFlag()
     stop.install()
-    process_context = ProcessContext()
     sensor = Sensor(
-        lambda event: pipeline.handle(process_context.enrich(event)),
+        pipeline.handle,
         SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter),
         modules=[process_context.module],
     )

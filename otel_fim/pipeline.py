@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 class Evaluator(Protocol):
     def evaluate(self, event: Event) -> list[Match]: ...
+    def approvers(self, event_type: EventType) -> Any: ...
 
 
 class Stage(Protocol):
@@ -47,6 +48,7 @@ class UserCounters:
     evaluated: Counter[EventType] = field(default_factory=Counter)
     matched: Counter[EventType] = field(default_factory=Counter)
     emitted: Counter[EventType] = field(default_factory=Counter)
+    prefiltered: Counter[EventType] = field(default_factory=Counter)  # failed the approvers here
     rule_matches: Counter[str] = field(default_factory=Counter)
     output_errors: int = 0
     # The plugin stage (otel_fim.plugin_stage): hook exceptions, and matched events exported
@@ -60,10 +62,13 @@ class Pipeline:
 
     def __init__(self, outputs: Sequence[Output], ruleset: Evaluator | None = None) -> None:
         self.outputs = list(outputs)
+        self._approvers: dict[EventType, Any] = {}
         self.ruleset = ruleset
         self.counters = UserCounters()
         self.on_unmatched: list[UnmatchedHook] = []
         self.on_emitted: list[EmittedHook] = []
+        # Process context etc., added only to events that may match (see handle).
+        self.enrich: Callable[[Event], Event] | None = None
         # Other names of an event's file (hard links, bind mounts) rules may be written against.
         self.aliases: Callable[[Event], list[str]] | None = None
         # Set by the plugin manager: matched events are handed to it instead of the outputs.
@@ -74,8 +79,16 @@ class Pipeline:
     def handle(self, event: Event) -> None:
         self.counters.evaluated[event.type] += 1
         if self.ruleset is None:
-            self._emit(event, [])
+            self._emit(self._enriched(event), [])
             return
+        if not self._may_match(event):
+            # Cheap first: the kernel keeps name-based calls it cannot resolve (rm /tmp/a/b); once
+            # resolved here, most fail the approvers and need no process context or evaluation.
+            self.counters.prefiltered[event.type] += 1
+            for hook in self.on_unmatched:
+                hook(event)
+            return
+        event = self._enriched(event)
         matches = self.ruleset.evaluate(event)
         if not matches and self.aliases is not None:
             event, matches = self._evaluate_aliases(event)
@@ -86,6 +99,28 @@ class Pipeline:
         self.counters.matched[event.type] += 1
         self.counters.rule_matches.update(m.rule_id for m in matches)
         self._emit(event, matches)
+
+    @property
+    def ruleset(self) -> Evaluator | None:
+        return self._ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset: Evaluator | None) -> None:  # a rule reload
+        self._ruleset = ruleset
+        self._approvers.clear()
+
+    def _enriched(self, event: Event) -> Event:
+        return self.enrich(event) if self.enrich is not None else event
+
+    def _may_match(self, event: Event) -> bool:
+        """Can any rule match the event (or another name of its file)? Approvers are complete."""
+        approvers = self._approvers.get(event.type)
+        if approvers is None:
+            approvers = self._approvers[event.type] = self.ruleset.approvers(event.type)
+        if approvers.passes(event):
+            return True
+        aliases = self.aliases(event) if self.aliases is not None else []
+        return any(approvers.passes(replace(event, file=replace(event.file, path=a))) for a in aliases)
 
     def _evaluate_aliases(self, event: Event) -> tuple[Event, list[Match]]:
         """Evaluate the event again under the other names of its file (hard link, bind mount)."""

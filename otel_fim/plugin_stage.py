@@ -8,7 +8,8 @@ of it. When the queue is full, `submit` waits briefly (`overflow_wait`, 50 ms by
 worker; if it is still full, the detection is exported at once, on the consumer thread, without
 enrichment, and marked `fim.plugins.skipped = "queue_full"`; its notify hooks and actions do not
 run. Every such event counts as `plugin_queue_overflow`. Once overflowing, `submit` stops waiting
-until the queue is half empty again, so a stuck plugin costs one wait, not one per event.
+until the queue is half empty again, and it waits at most once a second: a stuck or overloaded
+plugin stalls the consumer for at most `overflow_wait` per second (5% with the defaults).
 
 Why not drop, and why not block: for a security product the detection must be exported (dropping
 loses it), and blocking the consumer moves the loss into the kernel's ring buffer, where nothing
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_OVERFLOW_WAIT = 0.05  # seconds the consumer waits for room before exporting unenriched
+WAIT_INTERVAL = 1.0  # ... at most once this often: a sustained overload never stalls it for long
 SKIPPED_NAMESPACE = "fim.plugins"
 
 Emit = Callable[[Event, Sequence[Match]], "Mapping[str, Any] | None"]
@@ -60,6 +62,7 @@ class PluginStage:
         self.overflowed = 0
         self.processed = 0
         self._overflowing = False
+        self._next_wait = 0.0
         self._last_warning = 0.0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otel-fim-plugins", daemon=True)
@@ -75,13 +78,16 @@ class PluginStage:
         if self._overflowing and self.queue.qsize() <= self.queue.maxsize // 2:
             self._overflowing = False
         try:
-            if self._overflowing or self.overflow_wait <= 0:
-                self.queue.put_nowait(item)
-            else:
+            may_wait = not self._overflowing and time.monotonic() >= self._next_wait
+            if may_wait and self.overflow_wait > 0:
                 self.queue.put(item, timeout=self.overflow_wait)
+            else:
+                self.queue.put_nowait(item)
             return
         except queue.Full:
-            self._overflowing = True
+            if not self._overflowing:
+                self._overflowing = True
+                self._next_wait = time.monotonic() + WAIT_INTERVAL
         self._overflow(event, matches, "queue_full")
 
     def _overflow(self, event: Event, matches: Sequence[Match], reason: str) -> None:

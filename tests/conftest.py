@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.export.receiver import Rotel, rotel_binary
 from tests.kernel_harness import EventCollector, start_collector
 
 
@@ -43,3 +44,18 @@ def sensor_events() -> Iterator[EventCollector]:
         yield collector
     finally:
         collector.stop()
+
+
+@pytest.fixture
+def rotel(tmp_path) -> Iterator[Rotel]:
+    """A real OTLP receiver on free ports, for this test only."""
+    if rotel_binary() is None:
+        # CI installs `.[test]`, which has rotel: a missing receiver there is a failure, not a skip.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(
+            "rotel-agent not installed (pip install rotel)"
+        )
+    receiver = Rotel(tmp_path).start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

@@ -6,6 +6,7 @@ equals the OTLP record a Collector receives.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,12 +31,15 @@ SEVERITY_NUMBER = {"info": 9, "low": 12, "medium": 13, "high": 17, "critical": 2
 SEVERITY_TEXT = {"info": "INFO", "low": "INFO4", "medium": "WARN", "high": "ERROR", "critical": "FATAL"}
 UNMATCHED_SEVERITY = "info"
 
+_NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f\\\\\udc80-\udcff]")
 _CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 def escape_name(name: str) -> str:
     """Escape a kernel name for text outputs: bytes that are not UTF-8 become `\\xNN`, control
     characters become `\\n`, `\\t`, `\\xNN`, and a backslash is doubled so the escaping is reversible."""
+    if _NEEDS_ESCAPE.search(name) is None:  # the common case, on the hot path: nothing to do
+        return name
     out: list[str] = []
     for ch in name:
         code = ord(ch)

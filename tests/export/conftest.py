@@ -1,10 +1,6 @@
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from otel_fim.event import (
     ContainerInfo,
@@ -16,8 +12,6 @@ from otel_fim.event import (
     ProcessInfo,
 )
 from otel_fim.rules.match import Match
-
-from .receiver import Rotel, rotel_binary
 
 
 def make_event(i: int = 0, *, path: str | None = None, kind: EventType = EventType.OPEN) -> Event:
@@ -42,17 +36,3 @@ MATCHES = [
     Match("etc-write", "high", "write under /etc", {"mitre": "T1565"}, "baseline", "impact"),
     Match("any-open", "low", "", {}, "baseline", ""),
 ]
-
-
-@pytest.fixture
-def rotel(tmp_path) -> Iterator[Rotel]:
-    if rotel_binary() is None:
-        # CI installs `.[test]`, which has rotel: a missing receiver there is a failure, not a skip.
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(
-            "rotel-agent not installed (pip install rotel)"
-        )
-    receiver = Rotel(tmp_path).start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()

@@ -4,47 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.agent_harness import start_agent, stop_agent
+
 from .receiver import ReceivedLog
 
-REPO = Path(__file__).parents[2]
 PROTOCOLS = ["grpc", "http/protobuf"]
 
 
 def run_agent(tmp_path: Path, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, Path]:
-    ready = tmp_path / "ready"
-    cmd = [sys.executable, "-m", "otel_fim", "run", "--ready-file", str(ready), "--duration", "60", *extra]
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"agent exited early ({proc.returncode}): {proc.stderr.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("agent never became ready")
-        time.sleep(0.05)
-    return proc, ready
-
-
-def stop_agent(proc: subprocess.Popen) -> str:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        _, err = proc.communicate()
-        pytest.fail(f"agent did not stop on SIGTERM: {err[-3000:]}")
-    assert proc.returncode == 0, err[-3000:]
-    return err
+    return start_agent(tmp_path, "--duration", "60", *extra, env=env)
 
 
 def do_file_work(watched: Path) -> dict[str, Path]:

@@ -12,55 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.agent_harness import records, start_agent, wait_records
+
 pytestmark = pytest.mark.kernel
 
 
-def start_agent(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, Path, Path]:
-    ready = tmp_path / "ready"
-    out = tmp_path / "events.jsonl"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "otel_fim",
-            "run",
-            "--output",
-            f"jsonl:{out}",
-            "--ready-file",
-            str(ready),
-            "--stats-file",
-            str(tmp_path / "stats.json"),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"agent did not become ready: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    return proc, ready, out
-
-
-def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def wait_records(path: Path, predicate, timeout: float = 5.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = [r for r in records(path) if predicate(r)]
-        if found:
-            return found
-        time.sleep(0.05)
-    return []
-
-
 def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> None:
-    proc, ready, out = start_agent(tmp_path)
+    proc, out = start_agent(tmp_path)
+    ready = tmp_path / "ready"
     work = tmp_path / "work"
     subprocess.run(
         f"mkdir {work} && touch {work}/a && mv {work}/a {work}/b && chmod 600 {work}/b",
@@ -103,7 +62,7 @@ def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> N
 
 
 def test_duration_ends_the_run(tmp_path: Path) -> None:
-    proc, _, _ = start_agent(tmp_path, "--duration", "1")
+    proc, _ = start_agent(tmp_path, "--duration", "1")
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert (tmp_path / "stats.json").exists()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
@@ -10,23 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.receiver import Rotel, rotel_binary
-
 EXAMPLE = Path(__file__).parents[2] / "examples" / "plugin-example"
 EXAMPLE_DIST = "otel-fim-example-plugin"
-
-
-@pytest.fixture
-def rotel(tmp_path) -> Iterator[Rotel]:
-    if rotel_binary() is None:
-        (pytest.fail if os.environ.get("CI") else pytest.skip)(
-            "rotel-agent not installed (pip install rotel)"
-        )
-    receiver = Rotel(tmp_path).start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def _installed() -> bool:

@@ -26,7 +26,8 @@ def test_an_unknown_action_stops_the_agent_with_its_file_and_line(tmp_path):
     policy = tmp_path / "p.yaml"
     policy.write_text(POLICY.replace("ACTION", "kil"))
     result = otel_fim("run", "--rules", str(policy), "--output", "console", "--state-dir", str(tmp_path))
-    assert result.returncode != 0
+    assert result.returncode == 2  # bad input: a clear message, no traceback
+    assert "Traceback" not in result.stderr
     assert f"{policy}:6:16: unknown action 'kil' (did you mean 'kill'?)" in result.stderr
 
 
