@@ -54,6 +54,7 @@ enum fim_counter {
 #define FIM_F_HAS_INODE   0x08 /* ino/dev/mode/uid/gid are valid */
 #define FIM_F_RAW         0x10 /* a string kept as passed (symlink target) */
 #define FIM_F_UNREACHABLE 0x20 /* the walk left the process's root (e.g. fd opened before chroot) */
+#define FIM_F_HOST_ROOT   0x40 /* the process's root is the host's: user space may resolve its names */
 
 struct fim_file {
     __u64 ino;
@@ -148,8 +149,8 @@ struct fim_discarder {
 
 /* Settings user space writes into the `config` array map (index 0). */
 struct fim_config {
-    __u32 agent_tgid; /* the agent's own activity is never reported */
-    __u32 _pad;
+    __u32 agent_tgid;       /* the agent's own activity is never reported */
+    __u32 host_root_mnt_id; /* the mount id of the agent's (the host's) root */
 };
 
 /* ---- Process events (bpf/process_events.c), their own ring buffer `proc_events` ---- */

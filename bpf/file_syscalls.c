@@ -54,6 +54,16 @@ static __always_inline void count(u32 type, u32 counter)
         *v += 1;
 }
 
+/* Does the current task see the host's root (not a chroot or a container's)? */
+static __always_inline int has_host_root(struct kpath *root)
+{
+    u32 zero = 0;
+    struct fim_config *cfg = config.lookup(&zero);
+    if (!cfg || root->dentry != rd_ptr(root->mnt + OFF_VFSMOUNT_MNT_ROOT))
+        return 0;
+    return rd_u32(mount_of(root->mnt) + OFF_MOUNT_MNT_ID) == cfg->host_root_mnt_id;
+}
+
 static __always_inline int is_agent(u64 pid_tgid)
 {
     u32 zero = 0;
@@ -523,6 +533,8 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->off = off;
     job->name = name;
     job->hops = 0;
+    if (has_host_root(&root))
+        f->flags |= FIM_F_HOST_ROOT;
     u64 file = locate == LOC_FD ? fd_file(task, dfd) : 0;
     if (file) {
         rd_path(file + OFF_FILE_F_PATH, &from);

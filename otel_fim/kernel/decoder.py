@@ -25,6 +25,7 @@ from otel_fim.kernel.layout import (
     DATA_OFFSET,
     EVENT_TYPES,
     F_HAS_INODE,
+    F_HOST_ROOT,
     F_JOINED,
     F_TRUNCATED,
     SYSCALLS,
@@ -56,33 +57,39 @@ FOLLOWS_LAST = frozenset(
 )  # fmt: skip
 
 
-def complete_joined_path(path: str, pid: int, follow_last: bool = False) -> str:
+def complete_joined_path(path: str, host_root: bool, follow_last: bool = False) -> str:
     """Finish a path the kernel built as <base dir from a dentry>/<name as passed>.
 
     The kernel resolved the base from a dentry; the name may still hold `.`, `..` and symlinks.
-    When the process shares our root, resolve through the filesystem -- the parent directory, and
-    the file itself for calls that follow a final symlink; otherwise normalise lexically."""
+    When the process shares the host's root, resolve them through the filesystem -- the parent
+    directory, and the file itself for calls that follow a final symlink; otherwise (a chroot, a
+    container) normalise lexically."""
     parent, name = posixpath.split(path)
     if name in ("", ".", ".."):
         return posixpath.normpath(path)
-    shares_root = _shares_our_root(pid)
-    if follow_last and shares_root and os.path.islink(path):
+    if not host_root:
+        return posixpath.normpath(path)
+    if follow_last and os.path.islink(path):
         return os.path.realpath(path)
-    if shares_root:
-        try:
-            real_parent = os.path.realpath(parent, strict=True)
-        except OSError:
-            pass
-        else:
-            return posixpath.join(real_parent, name)
-    return posixpath.normpath(path)
+    real_parent = resolve_directory(parent)
+    return posixpath.join(real_parent, name) if real_parent else posixpath.normpath(path)
 
 
-def _shares_our_root(pid: int) -> bool:
+def resolve_directory(path: str) -> str | None:
+    """The directory's real path, symlinks and `..` resolved by the kernel itself: open it with
+    O_PATH and read the link in /proc/self/fd (3 syscalls at any depth; realpath() needs one
+    lstat per component). None when it is gone."""
     try:
-        return os.readlink(f"/proc/{pid}/root") == "/"
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY)
     except OSError:
-        return True  # the process is gone: most processes share the host root
+        return None
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if real.endswith(" (deleted)") else real
 
 
 class Decoder:
@@ -103,7 +110,7 @@ class Decoder:
         file_len = h.file.path_len
         dest_len = h.dest.path_len
         syscall = SYSCALLS[h.syscall]
-        file = self._file(h.file, data[:file_len], h.pid, syscall in FOLLOWS_LAST)
+        file = self._file(h.file, data[:file_len], syscall in FOLLOWS_LAST)
         dest_raw = data[file_len : file_len + dest_len]
         xattr = data[file_len + dest_len : file_len + dest_len + h.xattr_len]
         process = ProcessInfo(
@@ -127,10 +134,10 @@ class Decoder:
             filter_revision=h.revision,
         )
 
-    def _file(self, f: FimFile, raw: bytes, pid: int, follow_last: bool = False) -> FileInfo:
+    def _file(self, f: FimFile, raw: bytes, follow_last: bool = False) -> FileInfo:
         path = _decode_name(raw)
         if f.flags & F_JOINED and not f.flags & F_TRUNCATED:
-            path = complete_joined_path(path, pid, follow_last)
+            path = complete_joined_path(path, bool(f.flags & F_HOST_ROOT), follow_last)
         info = FileInfo(path=path, mount_id=f.mnt_id, truncated=bool(f.flags & F_TRUNCATED))
         if f.flags & F_HAS_INODE:
             info.inode = f.ino
@@ -153,7 +160,7 @@ class Decoder:
         if etype is EventType.CHOWN:
             return ChownDetails(uid=_id(h.new_uid), gid=_id(h.new_gid))
         if etype in (EventType.RENAME, EventType.LINK):
-            return DestinationDetails(self._file(h.dest, dest, h.pid))
+            return DestinationDetails(self._file(h.dest, dest))
         if etype is EventType.SYMLINK:
             target = FileInfo(path=_decode_name(dest), truncated=bool(h.dest.flags & F_TRUNCATED))
             return DestinationDetails(target)

@@ -53,6 +53,7 @@ F_JOINED = 0x04
 F_HAS_INODE = 0x08
 F_RAW = 0x10
 F_UNREACHABLE = 0x20
+F_HOST_ROOT = 0x40
 
 
 class FimFile(ctypes.Structure):
@@ -105,7 +106,7 @@ DATA_OFFSET = ctypes.sizeof(FimEventHeader)
 
 
 class FimConfig(ctypes.Structure):
-    _fields_ = [("agent_tgid", ctypes.c_uint32), ("_pad", ctypes.c_uint32)]
+    _fields_ = [("agent_tgid", ctypes.c_uint32), ("host_root_mnt_id", ctypes.c_uint32)]
 
 
 def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:

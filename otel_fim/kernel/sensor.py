@@ -42,6 +42,15 @@ class SensorError(RuntimeError):
     pass
 
 
+def host_root_mount_id() -> int:
+    """The mount id of our root (the agent runs in the host's mount namespace and root)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" ")
+        if fields[4] == "/":
+            mount_id = int(fields[0])  # the last "/" line is the one on top
+    return mount_id
+
+
 def detach_all(bpf: Any) -> None:
     """Detach every tracepoint at once. On recent kernels each syscall-tracepoint detach waits for
     an RCU-tasks grace period; one after the other that is seconds (measured: 5.9 s for 72 here),
@@ -125,6 +134,9 @@ class Sensor:
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
         for module in self.modules:
             flags += module.cflags()
+        # Ready before loading: from then on the agent's own file activity would be reported
+        # until the config carries its pid.
+        config = FimConfig(agent_tgid=opts.agent_pid, host_root_mnt_id=host_root_mount_id())
         from bcc import BPF  # imported here: only Debian's python3 has it
 
         try:
@@ -137,7 +149,7 @@ class Sensor:
             for index, name in enumerate(TAIL_PROGRAMS):
                 fn = self._bpf.load_func(name.encode(), BPF.TRACEPOINT)
                 tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
-            self._bpf[b"config"][ctypes.c_int(0)] = FimConfig(agent_tgid=opts.agent_pid)
+            self._bpf[b"config"][ctypes.c_int(0)] = config
             self._bpf[b"events"].open_ring_buffer(self._handle)
             self.filter = KernelFilter(self._bpf, enabled=opts.kernel_filter)
             for module in self.modules:
