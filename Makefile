@@ -10,8 +10,9 @@ ARGS ?=
 
 .PHONY: run test lint bench system-deps venv clean
 
+# `make run RULES=` runs without rules: every file event on the host is printed.
 run: venv
-	$(PY) -m otel_fim run --rules $(RULES) --output console $(ARGS)
+	$(PY) -m otel_fim run $(if $(RULES),--rules $(RULES)) --output console $(ARGS)
 
 test: venv
 	$(PY) -m pytest $(ARGS)

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.kernel_filter [--quick] [--only filter|openloop|cpu|burst]...
 
 Needs root (the agent loads BPF programs) and gcc (the workload is C). Progress goes to stderr, the
-Markdown report to stdout. See docs/bench.md.
+Markdown report to stdout. See README.md#benchmarks.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Markdown tables (ready for the README and docs/bench.md) from the scenario results."""
+"""Markdown tables (ready for the README and README.md#benchmarks) from the scenario results."""
 
 from __future__ import annotations
 

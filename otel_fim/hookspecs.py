@@ -3,7 +3,7 @@
 A plugin is a module (or object) with functions named like the specs below and marked with
 `otel_fim.plugin_api.hookimpl`; it may implement any subset, and each implementation may take any
 subset of the arguments, by name. Built-in plugins live in the repository's `plugins/` directory;
-third-party ones are found through the `otel_fim` entry-point group (see docs/plugins.md).
+third-party ones are found through the `otel_fim` entry-point group (see README.md#plugins).
 
 Where hooks run and what a failure does:
 

@@ -6,7 +6,7 @@
     def otel_fim_enrich(event, matches):
         return {"owner": "team-a"}       # -> attribute fim.plugin.<plugin name>.owner
 
-See `otel_fim.hookspecs` for every hook and `docs/plugins.md` for a walk-through.
+See `otel_fim.hookspecs` for every hook and `README.md#plugins` for a walk-through.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class PluginField:
     The getter runs on the ring-buffer consumer thread while rules are evaluated: it must be cheap
     (no I/O, no locks held for long). Return None when there is no value. An exception counts as a
     plugin error and the value is None. The kernel filter treats plugin fields as unknown, so a rule
-    using one never narrows what the kernel sends (see docs/plugins.md)."""
+    using one never narrows what the kernel sends (see README.md#plugins)."""
 
     name: str
     type: str

@@ -135,6 +135,7 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
             "process.user.id": p.euid,
             "process.real_user.id": p.uid,
             "process.real_group.id": p.gid,
+            "user.id": str(p.euid),  # who acted: the effective user (semconv: a string)
             "fim.event.type": event.type.value,
             "fim.syscall": event.syscall,
             "fim.retval": event.retval,
@@ -175,6 +176,7 @@ def process_context_attributes(event: Event) -> dict[str, Any]:
         attrs["process.creation.time"] = _iso8601(p.start_time_ns)
     if p.user_name is not None:
         attrs["process.user.name"] = escape_name(p.user_name)
+        attrs["user.name"] = escape_name(p.user_name)
     if p.group_name is not None:
         attrs["process.real_group.name"] = escape_name(p.group_name)
     if p.ancestors:

@@ -1,7 +1,7 @@
 """`ProcessContext.enrich(event)`: a file event's process, its ancestors and its container.
 
 Wiring: add `ctx.module` to the Sensor's modules, and call `ctx.enrich(event)` on each event
-before rules are evaluated (on the polling thread). See docs/process.md.
+before rules are evaluated (on the polling thread). See README.md#process-and-container-context.
 
 An event's pid is looked up in this order: (1) the cache, after draining the process ring buffer
 (the exec record of a process is always written before its file syscalls, so a process the kernel

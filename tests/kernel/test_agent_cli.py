@@ -49,6 +49,7 @@ def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> N
     assert rename["event_name"] == "otel_fim.file.rename"
     assert rename["attributes"]["fim.file.destination.path"] == f"{work}/b"
     assert rename["attributes"]["process.executable.name"] == "mv"
+    assert rename["attributes"]["user.id"] == "0" and rename["attributes"]["user.name"] == "root"
     assert isinstance(rename["timestamp"], int) and abs(rename["timestamp"] / 1e9 - time.time()) < 120
 
     # The agent writes its jsonl file all along: none of that is reported.

@@ -1,4 +1,4 @@
-"""The rule benchmark still runs (a tiny instance; the figure itself is in docs/rules.md)."""
+"""The rule benchmark still runs (a tiny instance; the figure itself is in README.md#rules)."""
 
 from __future__ import annotations
 
