@@ -9,6 +9,7 @@ by the compiler; this module only knows where each piece sits (`pos`, an offset 
 from __future__ import annotations
 
 import ast as pyast
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -158,8 +159,12 @@ def _parse_int(text: str) -> int:
 
 
 def _unquote(text: str) -> str:
-    # The literal's escapes are Python's; literal_eval also rejects a malformed one.
-    return pyast.literal_eval(text)
+    # The literal's escapes are Python's; literal_eval rejects a malformed one, and an unknown one
+    # (`"\\."`) only warns: make that an error too rather than guess what the author meant.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", SyntaxWarning)
+        return pyast.literal_eval(text)
 
 
 @v_args(inline=True)
@@ -179,7 +184,9 @@ class _Build(Transformer):
         try:
             return Str(tok.start_pos, _unquote(str(tok)))
         except (ValueError, SyntaxError):
-            raise ExpressionError("bad escape in string", tok.start_pos) from None
+            raise ExpressionError(
+                'bad escape in string (write \\\\ for a backslash, or use a regex r"...")', tok.start_pos
+            ) from None
 
     def regex(self, tok: Token) -> Node:
         return Regex(tok.start_pos, _unquote(str(tok)))

@@ -32,6 +32,11 @@ def one_rule(expression: str, macros: str = "") -> str:
         ('open.flags == "x"', 31, "wrong operand type: 'open.flags' is an integer, 'x' is a string"),
         ('open.flags =~ "/etc/*"', 28, "glob or regex match on an integer: '=~' needs a string field"),
         ("open.flags & O_CRAET != 0", 30, "unknown constant 'O_CRAET' (did you mean 'O_CREAT'?)"),
+        (
+            'open.file.path == "/a\\.b"',
+            35,
+            'bad escape in string (write \\\\ for a backslash, or use a regex r"...")',
+        ),
         ("open.retval == 0 && by_editr", 37, "unknown field or macro 'by_editr'"),
         (
             '''open.file.path == "/x" && unlink.file.path == "/y"''',
