@@ -22,7 +22,7 @@ from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
-from otel_fim.plugin_manager import load_plugins
+from otel_fim.plugin_manager import Plugins, load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
 from otel_fim.rules.errors import RuleError
 
@@ -85,19 +85,41 @@ def load_rules(paths: Sequence[str], known_actions: dict[str, Any] | None = None
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM so the loop ends and everything is detached in order."""
+    """SIGINT/SIGTERM end the loop (everything is then detached in order); SIGHUP asks for a rule
+    reload, done by the polling loop between two polls."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.reload = threading.Event()
         self.signal: int | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: self.reload.set())
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.signal = signum
         self.event.set()
+
+
+def reload_rules(config: AgentConfig, plugins: Plugins, pipeline: Pipeline, sensor: Sensor) -> bool:
+    """Load the policy files again; on any error keep the rules in force (a typo in a policy must
+    not blind the agent). The kernel filter is rebuilt, which makes every discarder stale."""
+    if not config.rules:
+        log.info("rule reload: no rules configured, every event is still reported")
+        return False
+    try:
+        ruleset = load_rules(config.rules, plugins.known_actions())
+    except (RuleError, OSError, ValueError) as exc:
+        log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
+        return False
+    pipeline.ruleset = ruleset
+    if sensor.filter is not None:
+        sensor.filter.apply(ruleset)
+    plugins.rules_loaded(ruleset)
+    log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(config.rules))
+    return True
 
 
 def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
@@ -203,7 +225,14 @@ def run(args: argparse.Namespace) -> int:
                 sensor.attached_count(),
                 "rule matches" if ruleset else "every file event",
             )
-            poll_until_stopped(sensor, pipeline, stop, config.duration, config.status_interval)
+            poll_until_stopped(
+                sensor,
+                pipeline,
+                stop,
+                config.duration,
+                config.status_interval,
+                reload=lambda: reload_rules(config, plugins, pipeline, sensor),
+            )
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
             stats = stats_snapshot(sensor, pipeline)
@@ -227,13 +256,21 @@ def drain(sensor: Sensor, seconds: float = 3.0) -> None:
 
 
 def poll_until_stopped(
-    sensor: Sensor, pipeline: Pipeline, stop: StopFlag, duration: float | None, status_interval: float
+    sensor: Sensor,
+    pipeline: Pipeline,
+    stop: StopFlag,
+    duration: float | None,
+    status_interval: float,
+    reload: Callable[[], bool] = lambda: False,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
+        if stop.reload.is_set():
+            stop.reload.clear()
+            reload()
         now = time.monotonic()
         if sensor.filter is not None and now >= next_refresh:
             sensor.filter.refresh_inodes()  # watched files replaced by rename get new inodes

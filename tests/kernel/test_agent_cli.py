@@ -76,3 +76,43 @@ def test_bad_output_spec_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "jsonl" in result.stderr and "path" in result.stderr
     assert os.geteuid() == 0
+
+
+def test_sighup_reloads_rules_and_keeps_them_on_a_bad_file(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    policy = tmp_path / "policy.yaml"
+    rule = '  - id: {id}\n    expression: fim.write.file.path =~ "{d}/**"\n    severity: high\n'
+    policy.write_text("version: 1\nrules:\n" + rule.format(id="first", d=first))
+    proc, out = start_agent(tmp_path, "--rules", str(policy))
+    try:
+        (second / "before").write_text("x")  # not watched yet
+
+        policy.write_text(
+            "version: 1\nrules:\n" + rule.format(id="first", d=first) + rule.format(id="second", d=second)
+        )
+        proc.send_signal(signal.SIGHUP)
+
+        def rule_fires(name: str) -> bool:
+            (second / name).write_text("x")
+            return bool(
+                wait_records(
+                    out, lambda r: r["attributes"].get("file.path") == str(second / name), timeout=0.5
+                )
+            )
+
+        assert any(rule_fires(f"after{i}") for i in range(20)), "the reloaded rule never matched"
+
+        policy.write_text("version: 1\nrules:\n  - id: broken\n    expression: open.file.pth == 1\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert rule_fires("after-bad-reload"), "a bad policy file must not replace the rules in force"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert not [r for r in records(out) if r["attributes"]["file.path"] == str(second / "before")]
+    assert "rules reloaded: 2 rules" in stderr
+    assert f"{policy}:4:17: unknown field 'open.file.pth'" in stderr
+    assert "the previous rules stay in force" in stderr
