@@ -1,8 +1,12 @@
 /* File syscalls seen through syscalls:sys_enter_* / sys_exit_* tracepoints.
  *
- * sys_enter stashes the arguments per thread; sys_exit (where the return value is known) looks
- * them up and tail-calls `complete_call`, which resolves paths from dentries and writes one event
- * to the ring buffer. One completion program keeps the 37 exit programs tiny. */
+ * sys_enter stashes the arguments per thread (after the cheapest filters: policy, open flags);
+ * sys_exit, where the return value is known, tail-calls a chain shared by all 36 syscalls:
+ *   complete_call  process facts, policy, inode approvers and discarders (before any walk)
+ *   walk_path      the dentry walk, WALK_STEPS levels per call, calling itself until done
+ *   finish_path    the name as passed, basename/prefix approvers, the destination (another
+ *                  walk), the xattr name, and the ring buffer
+ * Tail calls keep each program small enough for the verifier: bcc cannot use bpf_loop. */
 #include "events.h"
 #include "kernel_access.h"
 #include "filters.h"
@@ -101,16 +105,6 @@ static __always_inline int by_name(u32 type, u32 sc, s32 dfd, const void *name)
     p.locate = LOC_NAME;
     p.dfd = dfd;
     p.name = (u64)name;
-    return stash(&p);
-}
-
-static __always_inline int by_fd(u32 type, u32 sc, s32 fd)
-{
-    struct pending p = {};
-    p.type = type;
-    p.syscall = sc;
-    p.locate = LOC_FD;
-    p.dfd = fd;
     return stash(&p);
 }
 
