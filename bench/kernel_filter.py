@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--only", action="append", choices=PARTS, help="run only this part (repeatable)")
     p.add_argument("--quick", action="store_true", help="one round, shorter runs (~2 minutes)")
     p.add_argument("--repeats", type=int, help="rounds per comparison (default 3, --quick 1)")
-    p.add_argument("--ringbuf-pages", type=int, help="passed to the agent (default: the agent's, 1024)")
+    p.add_argument(
+        "--ringbuf-pages", type=int, help="passed to the agent (default: the agent's, 4096 = 16 MiB)"
+    )
     p.add_argument("--burst-rates", help="comma-separated events/s (default 5000,10000,20000,50000,100000)")
     p.add_argument(
         "--agent-root",

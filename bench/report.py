@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.scenarios import BurstSample, ConfigSamples, CpuSample, highest_lossless
+from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES  # the agent's own default
 
 OPENLOOP_TARGET = 1.35
 CPU_TARGET_PERCENT = 5.0
-DEFAULT_RINGBUF_PAGES = 1024
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
