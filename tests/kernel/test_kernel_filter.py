@@ -190,6 +190,25 @@ def test_bind_mount_of_watched_directory_is_caught(agent: FilteredAgent) -> None
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def test_name_based_call_through_a_later_bind_mount_is_caught(agent: FilteredAgent) -> None:
+    """No dentry for an unlink by name: the kernel sends it up; user space finds the bind mount
+    (made after the agent started) the path runs through, and the watched name behind it."""
+    victim = agent.d / "tree" / "victim"
+    victim.write_text("x")
+    mnt = agent.d / "bind-later"
+    mnt.mkdir(exist_ok=True)
+    subprocess.run(["mount", "--bind", str(agent.d / "tree"), str(mnt)], check=True)
+    try:
+        pid = in_child(lambda: os.unlink(mnt / "victim"))
+        assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+        event = next(e for e, rules in agent.matched if e.process.pid == pid)
+        assert event.type is EventType.UNLINK
+        assert event.file.path == str(victim)
+        assert event.extra["fim.file"]["accessed_path"] == str(mnt / "victim")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
 def learn_dir_discarder(agent: FilteredAgent, directory: Path) -> None:
     """`parent/*` over-approves deeper paths (a directory prefix): the first write below reaches user
     space, matches nothing, and teaches the kernel that the whole directory can be discarded. A
