@@ -57,6 +57,11 @@ class UserCounters:
     plugin_queue_overflow: int = 0
 
 
+def _at_path(event: Event, path: str) -> Event:
+    """The same event, with its file named `path` (another name of the same file)."""
+    return replace(event, file=replace(event.file, path=path))
+
+
 class Pipeline:
     """With no rule set every event is emitted (the sensor-only mode); with one, only matches."""
 
@@ -120,14 +125,14 @@ class Pipeline:
         if approvers.passes(event):
             return True
         aliases = self.aliases(event) if self.aliases is not None else []
-        return any(approvers.passes(replace(event, file=replace(event.file, path=a))) for a in aliases)
+        return any(approvers.passes(_at_path(event, alias)) for alias in aliases)
 
     def _evaluate_aliases(self, event: Event) -> tuple[Event, list[Match]]:
         """Evaluate the event again under the other names of its file (hard link, bind mount)."""
         assert self.ruleset is not None and self.aliases is not None
         for alias in self.aliases(event):
             accessed = event.file.path
-            aliased = replace(event, file=replace(event.file, path=alias))
+            aliased = _at_path(event, alias)
             matches = self.ruleset.evaluate(aliased)
             if matches:
                 aliased.extra = {**event.extra, "fim.file": {"accessed_path": accessed}}
