@@ -20,7 +20,7 @@ from otel_fim.export.telemetry import build_export
 from otel_fim.kernel.aliases import AliasResolver
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import COUNTERS
-from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorOptions
+from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorError, SensorOptions
 from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import Plugins, load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
@@ -209,6 +209,13 @@ def run(args: argparse.Namespace) -> int:
     )
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
+    try:
+        sensor.start()
+    except SensorError as exc:
+        print(f"otel-fim: {exc}", file=sys.stderr)
+        export.shutdown_metrics()
+        pipeline.close()
+        return 1
     try:
         with sensor:
             assert sensor.filter is not None

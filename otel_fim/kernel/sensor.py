@@ -17,12 +17,14 @@ from typing import Any
 
 from otel_fim.event import Event, EventType
 from otel_fim.kernel import headers, tracefs
-from otel_fim.kernel.btf import Btf
+from otel_fim.kernel.btf import Btf, BtfError
 from otel_fim.kernel.decoder import Decoder
+from otel_fim.kernel.headers import HeadersError
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, read_offsets
+from otel_fim.kernel.tracefs import TracefsError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,10 @@ POLL_BUDGET = 2048
 
 class SensorError(RuntimeError):
     pass
+
+
+def _root_hint() -> str:
+    return "" if os.geteuid() == 0 else " (the sensor needs root: it loads eBPF programs and reads tracefs)"
 
 
 def host_root_mount_id() -> int:
@@ -113,7 +119,8 @@ class Sensor:
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> Sensor:
-        self.start()
+        if self._bpf is None:
+            self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -123,13 +130,15 @@ class Sensor:
         opts = self.options
         if opts.ringbuf_pages & (opts.ringbuf_pages - 1):
             raise SensorError(f"ring buffer pages must be a power of two, got {opts.ringbuf_pages}")
-        tree = headers.prepare()
-        headers.configure_bcc(tree)
-        tracefs.ensure_mounted()
         members = dict(MEMBERS)
         for module in self.modules:
             members.update(module.members())
-        self.offsets = read_offsets(Btf.load(opts.btf_path), members)
+        try:
+            headers.configure_bcc(headers.prepare())
+            tracefs.ensure_mounted()
+            self.offsets = read_offsets(Btf.load(opts.btf_path), members)
+        except (HeadersError, TracefsError, BtfError, OSError) as exc:
+            raise SensorError(f"cannot prepare the kernel sensor: {exc}{_root_hint()}") from exc
         sources = ["file_syscalls.c", *(m.source for m in self.modules)]
         source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
@@ -144,7 +153,9 @@ class Sensor:
             # Loading attaches every TRACEPOINT_PROBE.
             self._bpf = BPF(text=source.encode(), cflags=flags)
         except Exception as exc:
-            raise SensorError(f"cannot load the BPF programs from {opts.bpf_dir}: {exc}") from exc
+            raise SensorError(
+                f"cannot load the BPF programs from {opts.bpf_dir}: {exc}{_root_hint()}"
+            ) from exc
         try:
             tail_calls = self._bpf[b"tail_calls"]
             for index, name in enumerate(TAIL_PROGRAMS):

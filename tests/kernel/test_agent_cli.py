@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,3 +118,19 @@ def test_sighup_reloads_rules_and_keeps_them_on_a_bad_file(tmp_path: Path) -> No
     assert "rules reloaded: 2 rules" in stderr
     assert f"{policy}:4:17: unknown field 'open.file.pth'" in stderr
     assert "the previous rules stay in force" in stderr
+
+
+def test_without_root_the_agent_says_why_it_cannot_start() -> None:
+    # pytest's tmp_path lies under a root-only directory: give `nobody` a state dir it can reach.
+    state = Path(tempfile.mkdtemp(prefix="otel-fim-nobody-"))
+    os.chmod(state, 0o777)
+    result = subprocess.run(
+        ["runuser", "-u", "nobody", "--", sys.executable, "-m", "otel_fim", "run", "--duration", "1",
+         "--state-dir", str(state)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot prepare the kernel sensor" in result.stderr
+    assert "the sensor needs root" in result.stderr
+    assert "Traceback" not in result.stderr
+    shutil.rmtree(state, ignore_errors=True)
