@@ -132,10 +132,16 @@ class KernelFilter:
 
     # -- approvers ---------------------------------------------------------------------------
     def apply(self, ruleset: RuleSetLike | None) -> None:
-        """(Re)load the policy. Discarders learned under the previous rules become stale at once."""
+        """(Re)load the policy. Discarders learned under the previous rules become stale at once.
+
+        Order matters on a reload: every type accepts everything while the maps are rebuilt, so no
+        event is dropped against half-built approvers; the new policies are written last."""
         self.ruleset = ruleset
         self.plans = {etype: plan_for(ruleset, etype, self.enabled) for etype in EVENT_TYPES}
-        for table in (self._basenames, self._prefixes, self._inodes, self._discarders):
+        for index in range(len(EVENT_TYPES)):
+            self._policies[ctypes.c_int(index)] = FimPolicy(mode=POLICY_ACCEPT)
+        self.bump_revision()
+        for table in (self._basenames, self._prefixes, self._discarders):
             table.clear()
         self._recent.clear()
         basenames: dict[bytes, int] = {}
@@ -161,35 +167,41 @@ class KernelFilter:
                 gate=int(plan.flags_any is not None),
                 allow_rdonly=int(plan.allow_rdonly),
             )
-        self.bump_revision()
         self.stats.reloads += 1
 
     def refresh_inodes(self) -> None:
         """Watched files and directories by inode: a hard link to a watched file, or a bind mount of
         a watched directory, is the same inode under another path. Re-run when files are replaced
-        (a rename over /etc/passwd gives it a new inode)."""
-        entries: dict[tuple[int, int], FimInodeApprover] = {}
+        (a rename over /etc/passwd gives it a new inode).
+
+        Each distinct path is stat()ed once, and the kernel map is updated in place (new entries
+        first, stale ones removed after), so it is never empty while the agent runs."""
+        masks: dict[tuple[str, bool], int] = {}  # (path, is_dir) -> event-type bits
         for etype, plan in self.plans.items():
             bit = type_bit(etype)
-            for path, is_dir in [(p, False) for p in plan.files] + [(d, True) for d in plan.dirs]:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    continue  # not there yet: the basename/prefix approvers cover its path
-                entry = entries.setdefault((st.st_dev, st.st_ino), FimInodeApprover())
-                if is_dir:
-                    entry.dir_mask |= bit
-                else:
-                    entry.file_mask |= bit
-        self.watched_files = {
-            (st.st_dev, st.st_ino): path
-            for plan in self.plans.values()
-            for path in plan.files
-            if (st := _stat(path)) is not None
-        }
-        self._inodes.clear()
+            for path in plan.files:
+                masks[(path, False)] = masks.get((path, False), 0) | bit
+            for path in plan.dirs:
+                masks[(path, True)] = masks.get((path, True), 0) | bit
+        entries: dict[tuple[int, int], FimInodeApprover] = {}
+        watched_files: dict[tuple[int, int], str] = {}
+        for (path, is_dir), bits in masks.items():
+            st = _stat(path)
+            if st is None:
+                continue  # not there yet: the basename/prefix approvers cover its path
+            key = (st.st_dev, st.st_ino)
+            entry = entries.setdefault(key, FimInodeApprover())
+            if is_dir:
+                entry.dir_mask |= bits
+            else:
+                entry.file_mask |= bits
+                watched_files[key] = path
         for (dev, ino), entry in entries.items():
             self._inodes[inode_key(dev, ino)] = entry
+        wanted = {(kernel_dev(dev), ino) for dev, ino in entries}
+        for key in [k for k in self._inodes.keys() if (k.dev, k.ino) not in wanted]:
+            del self._inodes[key]
+        self.watched_files = watched_files
         self.stats.approver_inodes = len(entries)
 
     # -- discarders --------------------------------------------------------------------------

@@ -177,6 +177,22 @@ def test_hard_link_to_watched_file_is_caught(agent: FilteredAgent) -> None:
     assert event.extra["fim.file"]["accessed_path"] == str(alias)
 
 
+def test_refresh_follows_a_watched_file_replaced_by_rename(agent: FilteredAgent) -> None:
+    secret = agent.d / "exact" / "secret"
+    old = os.stat(secret)
+    staging = agent.d / "exact" / "secret.new"
+    staging.write_text("s2\n")
+    os.replace(staging, secret)  # how editors and package managers write: a new inode
+    new = os.stat(secret)
+    agent.sensor.filter.refresh_inodes()
+    kernel_keys = {(k.ino, k.dev) for k in agent.sensor.filter._inodes.keys()}
+    dev = (os.major(new.st_dev) << 20) | os.minor(new.st_dev)
+    assert (new.st_ino, dev) in kernel_keys
+    assert (old.st_ino, dev) not in kernel_keys
+    assert agent.sensor.filter.watched_files[(new.st_dev, new.st_ino)] == str(secret)
+    assert (old.st_dev, old.st_ino) not in agent.sensor.filter.watched_files
+
+
 def test_bind_mount_of_watched_directory_is_caught(agent: FilteredAgent) -> None:
     mnt = agent.d / "bind"
     subprocess.run(["mount", "--bind", str(agent.d / "tree"), str(mnt)], check=True)
