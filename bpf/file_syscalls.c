@@ -3,6 +3,7 @@
  * sys_enter stashes the arguments per thread (after the cheapest filters: policy, open flags);
  * sys_exit, where the return value is known, tail-calls a chain shared by all 36 syscalls:
  *   complete_call  process facts, policy, inode approvers and discarders (before any walk)
+ *   lookup_name    a name as passed, looked up in the dentry cache (bpf/name_lookup.h)
  *   walk_path      the dentry walk, WALK_STEPS levels per call, calling itself until done
  *   finish_path    the name as passed, basename/prefix approvers, the destination (another
  *                  walk), the xattr name, and the ring buffer
@@ -10,12 +11,15 @@
 #include "events.h"
 #include "kernel_access.h"
 #include "filters.h"
+#include "dentry_cache.h"
 #include "path_resolver.h"
+#include "name_lookup.h"
 
 #define AT_FDCWD -100
 #define AT_REMOVEDIR 0x200
 #define AT_EMPTY_PATH 0x1000
 #define O_WRONLY_CREAT_TRUNC (01 | 0100 | 01000)
+#define O_NOFOLLOW 0400000
 
 /* How the exit side finds the file. */
 enum locate {
@@ -46,7 +50,7 @@ BPF_TABLE("lru_hash", u64, struct pending, pending_calls, 16384);
 BPF_PERCPU_ARRAY(counters, u64, FIM_TYPE_MAX * FIM_COUNTER_MAX);
 BPF_PERCPU_ARRAY(event_scratch, struct fim_event, 1);
 BPF_ARRAY(config, struct fim_config, 1);
-BPF_PROG_ARRAY(tail_calls, 3);
+BPF_PROG_ARRAY(tail_calls, 4);
 
 #define TAIL_COMPLETE 0
 
@@ -474,12 +478,19 @@ static __always_inline int base_dir(u64 task, u64 fs, s32 dfd, struct kpath *out
 }
 
 /* A path being resolved across tail calls (per CPU: a chain runs on one CPU, start to end). */
-enum resolve_mode { RES_EXACT = 0, RES_JOINED, RES_ABSOLUTE };
+enum resolve_mode {
+    RES_EXACT = 0, /* from the file's own dentry */
+    RES_JOINED,    /* a directory's dentry + the (rest of the) name as passed */
+    RES_ABSOLUTE,  /* the absolute name as passed */
+    RES_LOOKUP,    /* the name is being looked up in the dentry cache first */
+};
 
 struct resolve_job {
     struct walk_state w;
+    struct name_lookup lk;
     u64 name;   /* user pointer, for the joined modes */
     u32 mode;   /* enum resolve_mode */
+    u32 follows; /* the call acts on a symlink's target when the name's last component is one */
     u32 stage;  /* 0: the file, 1: the destination */
     u32 off;    /* where in ev->data this path goes */
     u32 hops;   /* tail calls so far */
@@ -493,6 +504,7 @@ BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
 
 #define TAIL_WALK 1
 #define TAIL_FINISH 2
+#define TAIL_LOOKUP 3
 #define WALK_STEPS 8
 
 #define DISCARDED 1
@@ -527,6 +539,7 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->off = off;
     job->name = name;
     job->hops = 0;
+    job->lk.final = LK_FINAL_UNKNOWN;
     if (has_host_root(&root))
         f->flags |= FIM_F_HOST_ROOT;
     u64 file = locate == LOC_FD ? fd_file(task, dfd) : 0;
@@ -542,7 +555,9 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     }
     char first = 0;
     bpf_probe_read_user(&first, 1, (void *)name);
-    if (first == '/' || base_dir(task, fs, dfd, &from) < 0) {
+    if (first == '/' && FIM_NAME_LOOKUP) {
+        from = root;
+    } else if (first == '/' || base_dir(task, fs, dfd, &from) < 0) {
         /* Absolute -- or a bad dirfd (the call failed with EBADF): the name as passed. */
         job->mode = RES_ABSOLUTE;
         walk_begin(&job->w, &root, &root);
@@ -552,8 +567,38 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->mode = RES_JOINED;
     walk_begin(&job->w, &from, &root);
     job->w.check_mask = job->approved ? 0 : job->mask;
+#if FIM_NAME_LOOKUP
+    /* Look the name up first (walk_state keeps the root for after it). */
+    job->mode = RES_LOOKUP;
+    job->lk.dir = from.dentry;
+    job->lk.vfsmnt = from.mnt;
+    job->lk.hops = 0;
+    job->lk.absolute = first == '/';
+#endif
     return 0;
 }
+
+/* The next program after begin_resolve. */
+static __always_inline u32 first_step(struct resolve_job *job)
+{
+    return job->mode == RES_LOOKUP ? TAIL_LOOKUP : TAIL_WALK;
+}
+
+/* A tail call failed (the chain is longer than the kernel allows, or a program is missing): the
+ * event cannot be completed; it is counted as lost, never dropped silently. */
+static __always_inline void chain_broken(u64 id)
+{
+    struct pending *p = pending_calls.lookup(&id);
+    if (p && p->type < FIM_TYPE_MAX)
+        count(p->type, FIM_C_LOST);
+    pending_calls.delete(&id);
+}
+
+/* Syscalls that act on a symlink's target when the name's last component is one. */
+#define FOLLOWS_LAST                                                                             \
+    ((1ULL << SC_TRUNCATE) | (1ULL << SC_CHMOD) | (1ULL << SC_FCHMODAT) | (1ULL << SC_FCHMODAT2) | \
+     (1ULL << SC_CHOWN) | (1ULL << SC_FCHOWNAT) | (1ULL << SC_SETXATTR) | (1ULL << SC_REMOVEXATTR) | \
+     (1ULL << SC_UTIME) | (1ULL << SC_UTIMES) | (1ULL << SC_UTIMENSAT) | (1ULL << SC_FUTIMESAT))
 
 static __always_inline void drop_call(u64 id)
 {
@@ -586,6 +631,8 @@ int complete_call(void *ctx)
     job->mask = (pol && pol->mode == FIM_POLICY_DENY) ? 1u << type : 0;
     job->approved = 0;
     job->no_discard = p->name2 != 0;
+    job->follows = ((1ULL << (p->syscall & 63)) & FOLLOWS_LAST) ||
+                   (type == FIM_OPEN && !(p->open_flags & O_NOFOLLOW));
 
     u64 task = bpf_get_current_task();
     ev->ts_boot_ns = bpf_ktime_get_boot_ns();
@@ -624,8 +671,8 @@ int complete_call(void *ctx)
         drop_call(id);
         return 0;
     }
-    tail_calls.call(ctx, TAIL_WALK);
-    drop_call(id);
+    tail_calls.call(ctx, first_step(job));
+    chain_broken(id);
     return 0;
 }
 
@@ -643,6 +690,77 @@ int walk_path(void *ctx)
     if (!job->w.done && job->hops * WALK_STEPS < FIM_MAX_DEPTH)
         tail_calls.call(ctx, TAIL_WALK);
     tail_calls.call(ctx, TAIL_FINISH);
+    chain_broken(bpf_get_current_pid_tgid());
+    return 0;
+}
+
+#if FIM_NAME_LOOKUP
+/* The lookup is over: walk from what it found. */
+static __always_inline int lookup_done(struct resolve_job *job, struct fim_file *f)
+{
+    struct name_lookup *lk = &job->lk;
+    struct kpath root = {.mnt = job->w.root_mnt, .dentry = job->w.root_dentry};
+    if (!lk->parsed && lk->absolute) { /* "/", or an unreadable name: as passed */
+        job->mode = RES_ABSOLUTE;
+        walk_begin(&job->w, &root, &root);
+        job->w.done = 1;
+        return 0;
+    }
+    if (lk->state == LK_FINAL) {
+        u32 flags = rd_u32(lk->hit + OFF_DENTRY_D_FLAGS);
+        int symlink = (flags & DCACHE_ENTRY_TYPE) == DCACHE_SYMLINK_TYPE;
+        if (!(flags & (DCACHE_MOUNTED | DCACHE_NEED_AUTOMOUNT | DCACHE_MANAGE_TRANSIT)) &&
+            !(symlink && job->follows)) {
+            struct kpath from = {.mnt = lk->vfsmnt, .dentry = lk->hit};
+            fill_inode(f, &from);
+            job->mode = RES_EXACT;
+            if (filter_by_inode(job, f, &from) == DISCARDED)
+                return DISCARDED;
+            walk_begin(&job->w, &from, &root);
+            job->w.check_mask = job->approved ? 0 : job->mask;
+            return 0;
+        }
+        lk->final = LK_FINAL_UNKNOWN; /* what the call acted on is elsewhere */
+    }
+    if (lk->idx + lk->whole < lk->count)
+        lk_count(LKC_PARTIAL);
+    job->mode = RES_JOINED;
+    if (lk->parsed)
+        job->name += lk_rest(lk);
+    struct kpath from = {.mnt = lk->vfsmnt, .dentry = lk->dir};
+    walk_begin(&job->w, &from, &root);
+    job->w.check_mask = job->approved ? 0 : job->mask;
+    return 0;
+}
+#endif
+
+int lookup_name(void *ctx)
+{
+#if FIM_NAME_LOOKUP
+    u64 id = bpf_get_current_pid_tgid();
+    u32 zero = 0;
+    struct fim_event *ev = event_scratch.lookup(&zero);
+    struct resolve_job *job = resolve_jobs.lookup(&zero);
+    struct lookup_name_buf *b = lookup_names.lookup(&zero);
+    if (!ev || !job || !b)
+        return 0;
+    if (job->lk.hops == 0)
+        lk_parse(&job->lk, b, job->name);
+    lk_run(&job->lk, b);
+    job->lk.hops++;
+    if (job->lk.state < LK_STOP && job->lk.hops < LK_HOPS)
+        tail_calls.call(ctx, TAIL_LOOKUP);
+    struct fim_file *f = job->stage == 0 ? &ev->file : &ev->dest;
+    if (lookup_done(job, f) == DISCARDED) {
+        struct pending *p = pending_calls.lookup(&id);
+        if (p && p->type < FIM_TYPE_MAX)
+            count(p->type, FIM_C_DISCARDER_DROPPED);
+        drop_call(id);
+        return 0;
+    }
+    tail_calls.call(ctx, TAIL_WALK);
+    chain_broken(id);
+#endif
     return 0;
 }
 
@@ -659,24 +777,19 @@ static __always_inline void emit(struct fim_event *ev, u32 type, u32 off)
         count(type, FIM_C_LOST);
 }
 
-/* Syscalls that act on a symlink's target when the name's last component is one. */
-#define FOLLOWS_LAST                                                                             \
-    ((1ULL << SC_TRUNCATE) | (1ULL << SC_CHMOD) | (1ULL << SC_FCHMODAT) | (1ULL << SC_FCHMODAT2) | \
-     (1ULL << SC_CHOWN) | (1ULL << SC_FCHOWNAT) | (1ULL << SC_SETXATTR) | (1ULL << SC_REMOVEXATTR) | \
-     (1ULL << SC_UTIME) | (1ULL << SC_UTIMES) | (1ULL << SC_UTIMENSAT) | (1ULL << SC_FUTIMESAT))
 
 /* Can the path's string be trusted to say where the file is? From a dentry, yes. A name as passed
  * only when it is one plain component of a walked directory, and the call does not follow a
  * symlink there: `..`, a symlinked directory or a symlink target could otherwise lead anywhere,
  * so such events are not dropped here (user space resolves and judges them). */
 static __always_inline int provably_unwatched(struct path_scratch *s, struct resolve_job *job,
-                                              struct resolved *r, u32 syscall, u32 base)
+                                              struct resolved *r, u32 base)
 {
     if (r->flags & FIM_F_TRUNCATED)
         return 0; /* the head of the path is missing */
     if (job->mode == RES_EXACT)
         return 1;
-    if (job->mode != RES_JOINED || ((1ULL << (syscall & 63)) & FOLLOWS_LAST))
+    if (job->mode != RES_JOINED)
         return 0;
     /* one component: the last '/' is the one joining it to the walked directory ... */
     if (base != BASE_END + 1 || r->end <= base)
@@ -685,7 +798,8 @@ static __always_inline int provably_unwatched(struct path_scratch *s, struct res
     u32 len = r->end - base;
     if (s->buf[BASE_END + 1] == '.' && (len == 1 || (len == 2 && s->buf[BASE_END + 2] == '.')))
         return 0;
-    return 1;
+    /* ... and, when the call follows a symlink there, the lookup saw that the name is absent */
+    return !job->follows || job->lk.final == LK_FINAL_ABSENT;
 }
 
 int finish_path(void *ctx)
@@ -708,7 +822,7 @@ int finish_path(void *ctx)
         finish_joined(s, &job->w, (const char *)job->name, job->mode == RES_ABSOLUTE, &r);
     if (job->mask && !job->approved) {
         u32 base = basename_start(s, r.start, r.end);
-        job->approved = job->w.approved || !provably_unwatched(s, job, &r, p->syscall, base) ||
+        job->approved = job->w.approved || !provably_unwatched(s, job, &r, base) ||
                         path_approved(s, r.start, r.end, base, job->mask);
     }
     u64 at = job->off;
@@ -721,9 +835,10 @@ int finish_path(void *ctx)
 
     if (job->stage == 0 && p->name2) {
         if (p->type != FIM_SYMLINK) {
+            job->follows = 0;
             begin_resolve(job, &ev->dest, 1, LOC_NAME, p->dfd2, p->name2, off);
-            tail_calls.call(ctx, TAIL_WALK);
-            drop_call(id);
+            tail_calls.call(ctx, first_step(job));
+            chain_broken(id);
             return 0;
         }
         /* symlink: the target is kept as written. */

@@ -87,6 +87,9 @@ static __always_inline void walk_step(struct walk_state *w, struct path_scratch 
     }
     u32 len = rd_u32(w->dentry + OFF_DENTRY_D_NAME + OFF_QSTR_LEN) & NAME_MASK;
     u64 name = rd_ptr(w->dentry + OFF_DENTRY_D_NAME + OFF_QSTR_NAME);
+#if FIM_NAME_LOOKUP
+    dcache_remember(parent, w->dentry, rd_ptr(w->dentry + OFF_DENTRY_D_NAME + OFF_QSTR_HASH_LEN));
+#endif
     if (w->pos < len + 1 || w->pos > BASE_END) {
         w->flags |= FIM_F_TRUNCATED;
         w->done = 1;

@@ -112,4 +112,3 @@ class AliasResolver:
         if canonical and canonical != f.path and canonical not in found:
             found.append(canonical)
         return found
-

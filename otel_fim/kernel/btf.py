@@ -132,6 +132,7 @@ class Btf:
         # _offsets[type_id] = absolute position of that type's record; index 0 is void.
         self._offsets = array("Q", [0])
         self._by_name: dict[str, list[int]] = {}
+        self._enumerators: dict[str, int] | None = None
         try:
             self._index(types_start, types_start + type_len)
         except (struct.error, ValueError, UnicodeDecodeError) as exc:  # records/strings cut short
@@ -200,6 +201,15 @@ class Btf:
             return False
         return True
 
+    def enumerator(self, name: str) -> int | None:
+        """The value of an enum constant (e.g. DCACHE_MOUNTED), or None when no enum in BTF has one.
+
+        Flags that were #defines in older kernels became enums, and their values moved between
+        versions: the running kernel's BTF is the only source to trust."""
+        if self._enumerators is None:
+            self._enumerators = self._index_enumerators()
+        return self._enumerators.get(name)
+
     def sizeof(self, type_name: str) -> int:
         """Size of "struct file", "union x", "enum y", "file", "int", "u32", "struct file *"..."""
         name = type_name.strip()
@@ -240,6 +250,25 @@ class Btf:
             pos += _HEADER_SIZE + fixed + per * (info & 0xFFFF)
         if pos != end:
             raise BtfError(f"{self._source}: truncated BTF type section")
+
+    def _index_enumerators(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        u32 = self._u32.unpack_from
+        for type_id in range(1, len(self._offsets)):
+            kind, vlen, kind_flag, _, _ = self._record(type_id)
+            if kind not in (KIND_ENUM, KIND_ENUM64):
+                continue
+            pos = self._offsets[type_id] + _HEADER_SIZE
+            step = 8 if kind == KIND_ENUM else 12
+            for i in range(vlen):
+                at = pos + i * step
+                value = u32(self._data, at + 4)[0]
+                if kind == KIND_ENUM64:
+                    value |= u32(self._data, at + 8)[0] << 32
+                elif kind_flag == 0 and value >= 1 << 31:  # a signed 32-bit enum
+                    value -= 1 << 32
+                out.setdefault(self._str(u32(self._data, at)[0]), value)
+        return out
 
     # ---------------------------------------------------------------- record access
 

@@ -45,6 +45,39 @@ MEMBERS: dict[str, tuple[str, str]] = {
 }
 
 
+# The in-kernel name lookup (bpf/name_lookup.h) walks a directory's children list and reads dentry
+# flags. Kernels before 6.8 link children differently (d_subdirs), and before 6.14 the flags were
+# #defines, absent from BTF: there the lookup is compiled out and names are left to user space.
+NAME_LOOKUP_MEMBERS: dict[str, tuple[str, str]] = {
+    "OFF_DENTRY_D_FLAGS": ("dentry", "d_flags"),
+    "OFF_DENTRY_D_CHILDREN": ("dentry", "d_children"),
+    "OFF_DENTRY_D_SIB": ("dentry", "d_sib"),
+    "OFF_DENTRY_D_HASH_PPREV": ("dentry", "d_hash.pprev"),
+    "OFF_QSTR_HASH_LEN": ("qstr", "hash_len"),
+    "OFF_MOUNT_MNT_MOUNTS": ("mount", "mnt_mounts"),
+    "OFF_MOUNT_MNT_CHILD": ("mount", "mnt_child"),
+}
+NAME_LOOKUP_ENUMS = (
+    "DCACHE_MOUNTED",
+    "DCACHE_NEED_AUTOMOUNT",
+    "DCACHE_MANAGE_TRANSIT",
+    "DCACHE_ENTRY_TYPE",
+    "DCACHE_DIRECTORY_TYPE",
+    "DCACHE_SYMLINK_TYPE",
+)
+
+
+def name_lookup_constants(btf: Btf) -> dict[str, int]:
+    """-D constants for the name lookup: its offsets and flags plus FIM_NAME_LOOKUP=1, or only
+    FIM_NAME_LOOKUP=0 when this kernel's BTF lacks any of them."""
+    if not all(btf.has_member(s, m) for s, m in NAME_LOOKUP_MEMBERS.values()):
+        return {"FIM_NAME_LOOKUP": 0}
+    values = {name: btf.enumerator(name) for name in NAME_LOOKUP_ENUMS}
+    if any(v is None for v in values.values()):
+        return {"FIM_NAME_LOOKUP": 0}
+    return {"FIM_NAME_LOOKUP": 1, **read_offsets(btf, NAME_LOOKUP_MEMBERS), **values}  # type: ignore[dict-item]
+
+
 def read_offsets(btf: Btf, members: dict[str, tuple[str, str]] = MEMBERS) -> dict[str, int]:
     return {name: btf.offset_of(struct, member) for name, (struct, member) in members.items()}
 

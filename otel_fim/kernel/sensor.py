@@ -23,7 +23,7 @@ from otel_fim.kernel.headers import HeadersError
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
 from otel_fim.kernel.module import KernelModule
-from otel_fim.kernel.offsets import MEMBERS, cflags, read_offsets
+from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
 from otel_fim.kernel.tracefs import TracefsError
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,11 @@ DEFAULT_RINGBUF_PAGES = 4096
 
 
 # Index in the `tail_calls` program array -> program (TAIL_* in file_syscalls.c).
-TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path")
+TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path", "lookup_name")
 
+
+# lookup_counters indexes (enum lk_counter in bpf/name_lookup.h).
+LOOKUP_COUNTERS = ("cache_hit", "scan_hit", "partial")
 
 # Records handed over per poll() call at most (see Sensor.poll).
 POLL_BUDGET = 2048
@@ -113,6 +116,7 @@ class Sensor:
         self._bpf = None
         self._decoder = Decoder()
         self.offsets: dict[str, int] = {}
+        self.name_lookup: dict[str, int] = {}  # FIM_NAME_LOOKUP and, when 1, its constants
         self.filter: KernelFilter | None = None
         self.decode_errors = 0
         self._budget = self._left = POLL_BUDGET
@@ -136,12 +140,15 @@ class Sensor:
         try:
             headers.configure_bcc(headers.prepare())
             tracefs.ensure_mounted()
-            self.offsets = read_offsets(Btf.load(opts.btf_path), members)
+            btf = Btf.load(opts.btf_path)
+            self.offsets = read_offsets(btf, members)
+            self.name_lookup = name_lookup_constants(btf)
         except (HeadersError, TracefsError, BtfError, OSError) as exc:
             raise SensorError(f"cannot prepare the kernel sensor: {exc}{_root_hint()}") from exc
         sources = ["file_syscalls.c", *(m.source for m in self.modules)]
         source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
+        flags += cflags(self.name_lookup)
         for module in self.modules:
             flags += module.cflags()
         # Ready before loading: from then on the agent's own file activity would be reported
@@ -208,6 +215,13 @@ class Sensor:
             log.exception("cannot decode a %d-byte event", size)
             return
         self._on_event(event)
+
+    def lookup_counters(self) -> dict[str, int]:
+        """How the kernel's name lookups went (LKC_* in bpf/name_lookup.h), summed over CPUs."""
+        if self._bpf is None or not self.name_lookup.get("FIM_NAME_LOOKUP"):
+            return {}
+        table = self._bpf[b"lookup_counters"]
+        return {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(LOOKUP_COUNTERS)}
 
     def discarder_count(self) -> int:
         return self.filter.discarder_count() if self.filter else 0

@@ -313,3 +313,128 @@ def test_rule_reload_clears_discarders(agent: FilteredAgent) -> None:
     assert agent.sensor.filter.revision() > revision
     pid = in_child(lambda: write(sub / "third"))
     assert agent.wait(lambda: "wider" in agent.matched_rules(pid))
+
+
+# -- names looked up in the kernel (bpf/name_lookup.h) -----------------------------------------
+# A name-based call (unlink, rename, chmod ... by "/a/b/c") has no dentry at sys_exit: the kernel
+# looks its directories up in the dentry cache, so the event is judged in the kernel like one on an
+# open file. Every doubt leaves the rest of the name to user space, which must still get it right.
+
+
+def test_name_lookup_is_compiled_in(agent: FilteredAgent) -> None:
+    assert agent.sensor.name_lookup["FIM_NAME_LOOKUP"] == 1, "this kernel's BTF should allow it"
+
+
+def test_name_based_calls_in_an_unwatched_directory_die_in_kernel(agent: FilteredAgent) -> None:
+    base = agent.d / "nottree" / "names" / "deep"
+    base.mkdir(parents=True)
+    (base / "f1").write_text("x")
+    dropped = {t: agent.counter("approver_dropped", t) for t in (EventType.RENAME, EventType.UNLINK)}
+
+    def calls() -> None:
+        os.chmod(base / "f1", 0o600)
+        os.rename(base / "f1", base / "f2")
+        os.mkdir(base / "sub")
+        os.rmdir(base / "sub")
+        os.unlink(base / "f2")
+
+    pid = in_child(calls)
+    agent.settle()
+    assert agent.delivered_for(pid) == [], "absolute multi-component names reached user space"
+    for etype, before in dropped.items():
+        assert agent.counter("approver_dropped", etype) > before
+
+
+def test_name_based_calls_in_a_watched_directory_are_exact(agent: FilteredAgent) -> None:
+    base = agent.d / "tree" / "names" / "deep"
+    base.mkdir(parents=True)
+    (base / "g1").write_text("x")
+    inode = os.stat(base / "g1").st_ino
+    pid = in_child(lambda: (os.chmod(base / "g1", 0o600), os.unlink(base / "g1")))
+    assert agent.wait(lambda: len([e for e, r in agent.matched if e.process.pid == pid]) == 2)
+    chmod, unlink = sorted(
+        (e for e, _ in agent.matched if e.process.pid == pid), key=lambda e: e.type is EventType.UNLINK
+    )
+    assert (chmod.type, chmod.file.path, chmod.file.inode) == (EventType.CHMOD, str(base / "g1"), inode)
+    assert (unlink.type, unlink.file.path) == (EventType.UNLINK, str(base / "g1"))
+
+
+def test_symlinked_directory_in_a_name_is_resolved_in_user_space(agent: FilteredAgent) -> None:
+    """The string /…/elsewhere/link/victim says nothing of where the file is: not dropped."""
+    (agent.d / "tree" / "victim-sl").write_text("x")
+    link = agent.d / "elsewhere" / "to-tree"
+    link.symlink_to(agent.d / "tree")
+    pid = in_child(lambda: os.unlink(link / "victim-sl"))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+    event = next(e for e, _ in agent.matched if e.process.pid == pid)
+    assert event.file.path == str(agent.d / "tree" / "victim-sl")
+
+
+def test_chmod_through_a_symlink_to_a_watched_file_is_caught(agent: FilteredAgent) -> None:
+    """chmod follows a symlink in the last component: the lookup must not judge the link."""
+    link = agent.d / "nottree" / "names-link"
+    link.symlink_to(agent.d / "exact" / "secret")
+    pid = in_child(lambda: os.chmod(link, 0o640))
+    assert agent.wait(lambda: "exact" in agent.matched_rules(pid))
+
+
+def test_dotdot_in_a_name_is_resolved_in_user_space(agent: FilteredAgent) -> None:
+    (agent.d / "tree" / "victim-dd").write_text("x")
+    name = f"{agent.d}/nottree/../tree/victim-dd"
+    pid = in_child(lambda: os.unlink(name))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+    event = next(e for e, _ in agent.matched if e.process.pid == pid)
+    assert event.file.path == str(agent.d / "tree" / "victim-dd")
+
+
+@pytest.mark.parametrize(("where", "watched"), [("tree", True), ("nottree", False)])
+def test_names_cross_into_a_mount(agent: FilteredAgent, where: str, watched: bool) -> None:
+    mnt = agent.d / where / f"tmpfs-{where}"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(mnt)], check=True)
+    try:
+        (mnt / "sub").mkdir()
+        (mnt / "sub" / "f").write_text("x")
+        pid = in_child(lambda: os.unlink(mnt / "sub" / "f"))
+        if watched:
+            assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
+            event = next(e for e, _ in agent.matched if e.process.pid == pid)
+            assert event.file.path == str(mnt / "sub" / "f")
+        else:
+            agent.settle()
+            assert agent.delivered_for(pid) == [], "the lookup did not cross the mount"
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_lookup_gives_up_in_a_crowded_directory_and_user_space_resolves(agent: FilteredAgent) -> None:
+    """Children are scanned newest first, a bounded number: an old entry behind hundreds of newer
+    ones is not reached. The event then goes up with the name as passed, and its path is right."""
+    crowd = agent.d / "nottree" / "crowd"
+    (crowd / "old").mkdir(parents=True)
+    (crowd / "old" / "f").write_text("x")
+    for i in range(400):
+        (crowd / f"new{i}").write_text("")
+    agent.sensor._bpf[b"dentry_cache"].clear()  # as right after the agent started
+    partial = agent.sensor.lookup_counters()["partial"]
+    pid = in_child(lambda: os.unlink(crowd / "old" / "f"))
+    assert agent.wait(lambda: agent.delivered_for(pid))
+    assert agent.sensor.lookup_counters()["partial"] > partial
+    (event,) = agent.delivered_for(pid)
+    assert (event.type, event.file.path) == (EventType.UNLINK, str(crowd / "old" / "f"))
+    assert agent.matched_rules(pid) == set()
+
+
+def test_dentry_cache_finds_what_the_scan_cannot_reach(agent: FilteredAgent) -> None:
+    """Walked before (the file was created through an open): the cache map finds `old` at once."""
+    crowd = agent.d / "nottree" / "crowd-walked"
+    (crowd / "old").mkdir(parents=True)
+    in_child(lambda: write(crowd / "old" / "f"))  # the open's walk meets crowd-walked/old
+    for i in range(400):
+        (crowd / f"new{i}").write_text("")
+    before = agent.sensor.lookup_counters()
+    pid = in_child(lambda: os.unlink(crowd / "old" / "f"))
+    agent.settle()
+    after = agent.sensor.lookup_counters()
+    assert agent.delivered_for(pid) == []
+    assert after["cache_hit"] > before["cache_hit"]
