@@ -151,6 +151,9 @@ struct fim_discarder {
 struct fim_config {
     __u32 agent_tgid;       /* the agent's own activity is never reported */
     __u32 host_root_mnt_id; /* the mount id of the agent's (the host's) root */
+    __u32 armed;            /* 1 once every tail-call program is in place: calls are only tracked
+                             * from then on (bcc attaches the tracepoints before that) */
+    __u32 _pad;
 };
 
 /* ---- Process events (bpf/process_events.c), their own ring buffer `proc_events` ---- */

@@ -72,11 +72,12 @@ static __always_inline int has_host_root(struct kpath *root)
     return rd_u32(mount_of(root->mnt) + OFF_MOUNT_MNT_ID) == cfg->host_root_mnt_id;
 }
 
-static __always_inline int is_agent(u64 pid_tgid)
+/* Not tracked: the agent's own calls, and every call before the sensor is armed. */
+static __always_inline int untracked(u64 pid_tgid)
 {
     u32 zero = 0;
     struct fim_config *cfg = config.lookup(&zero);
-    return cfg && cfg->agent_tgid == (u32)(pid_tgid >> 32);
+    return !cfg || !cfg->armed || cfg->agent_tgid == (u32)(pid_tgid >> 32);
 }
 
 /* Types whose success invalidates discarders: they must complete even when no rule wants them. */
@@ -88,7 +89,7 @@ static __always_inline int invalidates(u32 type)
 static __always_inline int stash(struct pending *p)
 {
     u64 id = bpf_get_current_pid_tgid();
-    if (is_agent(id))
+    if (untracked(id))
         return 0;
     struct fim_policy *pol = policy_of(p->type);
     if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type)) ||

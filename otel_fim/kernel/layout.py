@@ -106,7 +106,12 @@ DATA_OFFSET = ctypes.sizeof(FimEventHeader)
 
 
 class FimConfig(ctypes.Structure):
-    _fields_ = [("agent_tgid", ctypes.c_uint32), ("host_root_mnt_id", ctypes.c_uint32)]
+    _fields_ = [
+        ("agent_tgid", ctypes.c_uint32),
+        ("host_root_mnt_id", ctypes.c_uint32),
+        ("armed", ctypes.c_uint32),
+        ("_pad", ctypes.c_uint32),
+    ]
 
 
 def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:

@@ -151,9 +151,9 @@ class Sensor:
         flags += cflags(self.name_lookup)
         for module in self.modules:
             flags += module.cflags()
-        # Ready before loading: from then on the agent's own file activity would be reported
-        # until the config carries its pid.
-        config = FimConfig(agent_tgid=opts.agent_pid, host_root_mnt_id=host_root_mount_id())
+        # Written once the tail-call programs are in place: bcc attaches the tracepoints while
+        # loading, and until the config is armed they track nothing (no half-finished chain).
+        config = FimConfig(agent_tgid=opts.agent_pid, host_root_mnt_id=host_root_mount_id(), armed=1)
         from bcc import BPF  # imported here: only Debian's python3 has it
 
         try:
