@@ -74,6 +74,7 @@ struct lookup_name_buf {
 };
 BPF_PERCPU_ARRAY(lookup_names, struct lookup_name_buf, 1);
 
+#if FIM_NAME_LOOKUP
 /* Split the name into components (empty ones from "//" skipped). The loop keeps its state in
  * the map value, not in registers: the verifier then sees one state per iteration instead of one
  * per combination of values, which it could not finish exploring. */
@@ -311,5 +312,7 @@ static __always_inline void lk_run(struct name_lookup *lk, struct lookup_name_bu
             break;
     }
 }
+
+#endif /* FIM_NAME_LOOKUP */
 
 #endif

@@ -165,6 +165,7 @@ def filter_snapshot(sensor: Sensor) -> dict[str, int]:
         "discarders_valid": f.discarder_count(),
         "discarder_revision": f.revision(),
         "approver_inodes": f.stats.approver_inodes,
+        **{f"name_lookup_{name}": n for name, n in sensor.lookup_counters().items()},
     }
 
 

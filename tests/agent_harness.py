@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parents[1]
+# Every agent a test started: the conftest kills those still running after the test, so a failed
+# assertion does not leave an agent tracing the host for the rest of the run.
+STARTED: list[subprocess.Popen] = []
 
 
 def start_agent(
@@ -34,6 +37,7 @@ def start_agent(
     proc = subprocess.Popen(
         [*cmd, *extra], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
+    STARTED.append(proc)
     deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -56,8 +60,20 @@ def stop_agent(proc: subprocess.Popen) -> str:
     return err
 
 
+def kill_leftovers() -> None:
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The complete records so far (the agent may be halfway through writing the last line)."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
 
 def wait_records(

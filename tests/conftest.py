@@ -59,3 +59,11 @@ def rotel(tmp_path) -> Iterator[Rotel]:
         yield receiver
     finally:
         receiver.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_outlives_its_test() -> Iterator[None]:
+    yield
+    from tests.agent_harness import kill_leftovers
+
+    kill_leftovers()

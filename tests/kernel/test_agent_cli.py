@@ -60,6 +60,8 @@ def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> N
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["kernel"]["chmod"]["seen"] >= 1
     assert sum(c["lost"] for c in stats["kernel"].values()) == 0
+    # mv's rename and the chmod by absolute name: their directories found by the kernel's lookup
+    assert stats["filter"]["name_lookup_cache_hit"] + stats["filter"]["name_lookup_scan_hit"] > 0
     # The orderly path ran (signal handled, sensor detached, final counters printed).
     assert "otel-fim: kernel seen=" in stderr
 

@@ -185,3 +185,43 @@ def test_stop_detaches_every_tracepoint(tmp_path: Path) -> None:
     assert sensor.attached_count() == 0
     pid = in_child(lambda: write(tmp_path / "after-stop"))
     assert not [e for e in seen if e.process.pid == pid]
+
+
+def test_rename_between_two_deep_directories_by_absolute_names(
+    sensor_events: EventCollector, tmp_path: Path
+) -> None:
+    """The longest chain: both names looked up (two programs each) and walked 90 levels (twelve
+    programs each) stays within the kernel's 33 tail calls: complete, and nothing lost."""
+    src, dst = tmp_path / "s", tmp_path / "d"
+    for top in (src, dst):
+        deep = top / "/".join("x" * 88)
+        deep.mkdir(parents=True)
+    src_file = src / "/".join("x" * 88) / "f"
+    dst_file = dst / "/".join("x" * 88) / "g"
+    src_file.write_text("")
+    lost = sum(v for (name, _), v in sensor_events.sensor.counters().items() if name == "lost")
+    pid = in_child(lambda: os.rename(src_file, dst_file))
+    event = sensor_events.wait_type(pid, EventType.RENAME)
+    assert (event.file.path, event.details.destination.path) == (str(src_file), str(dst_file))
+    assert sum(v for (name, _), v in sensor_events.sensor.counters().items() if name == "lost") == lost
+
+
+def test_without_the_name_lookup_names_are_still_resolved(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Kernels whose BTF lacks what the lookup reads (before 6.8 / 6.14) compile it out; names are
+    then joined and resolved in user space as before."""
+    from otel_fim.kernel import sensor as sensor_module
+    from tests.kernel_harness import start_collector
+
+    monkeypatch.setattr(sensor_module, "name_lookup_constants", lambda btf: {"FIM_NAME_LOOKUP": 0})
+    collector = start_collector()
+    try:
+        assert collector.sensor.lookup_counters() == {}
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        (tmp_path / "a" / "b" / "f").write_text("")
+        pid = in_child(lambda: os.unlink(tmp_path / "a" / "b" / "f"))
+        event = collector.wait_type(pid, EventType.UNLINK)
+        assert event.file.path == str(tmp_path / "a" / "b" / "f")
+    finally:
+        collector.stop()
