@@ -778,11 +778,11 @@ static __always_inline void emit(struct fim_event *ev, u32 type, u32 off)
         count(type, FIM_C_LOST);
 }
 
-
 /* Can the path's string be trusted to say where the file is? From a dentry, yes. A name as passed
- * only when it is one plain component of a walked directory, and the call does not follow a
- * symlink there: `..`, a symlinked directory or a symlink target could otherwise lead anywhere,
- * so such events are not dropped here (user space resolves and judges them). */
+ * only when what is left of it after the lookup is one plain component of a walked directory, and
+ * if the call follows a symlink there, the lookup saw the name absent: `..`, a symlinked directory
+ * or a symlink target could otherwise lead anywhere, so such events are not dropped here (user
+ * space resolves and judges them). */
 static __always_inline int provably_unwatched(struct path_scratch *s, struct resolve_job *job,
                                               struct resolved *r, u32 base)
 {
