@@ -139,6 +139,7 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "plugin_errors": c.plugin_errors,
             "plugin_queue_overflow": c.plugin_queue_overflow,
             "decode_errors": sensor.decode_errors,
+            "handler_errors": sensor.handler_errors,
         },
         "filter": filter_snapshot(sensor),
     }
@@ -208,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
         SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter),
         modules=[process_context.module],
     )
+    # One drain of the process ring buffer per poll, after the file records were read and before
+    # they are handled: every exec record written before them is then in the cache.
+    sensor.before_delivery.append(process_context.module.drain)
+    process_context.drain_each_event = False
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
     try:
@@ -243,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
             )
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
+            pipeline.end_batch()
             stats = stats_snapshot(sensor, pipeline)
             export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
@@ -276,6 +282,7 @@ def poll_until_stopped(
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
+        pipeline.end_batch()
         if stop.reload.is_set():
             stop.reload.clear()
             reload()

@@ -61,9 +61,10 @@ class FileInfo:
         return os.fsencode(self.path)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AncestorInfo:
-    """A process above the event's one, as the process cache knew it (it may have exited)."""
+    """A process above the event's one, as the process cache knew it (it may have exited).
+    Frozen: the process context hands the same objects to every event of a process."""
 
     pid: int
     ppid: int

@@ -171,6 +171,18 @@ class Pipeline:
                 hook(event, matches, record)
             return record
 
+    def end_batch(self) -> None:
+        """After each sensor poll: the outputs write out what they buffered (see Output.end_batch)."""
+        with self._emit_lock:
+            for output in self.outputs:
+                end_batch = getattr(output, "end_batch", None)  # optional: unbuffered outputs need none
+                try:
+                    if end_batch is not None:
+                        end_batch()
+                except Exception:
+                    self.counters.output_errors += 1
+                    log.exception("output %r failed to write its buffer", output)
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait (at most `timeout` s) until the plugin stage handed every queued event to the
         outputs; True when nothing is left. Without plugins there is nothing to wait for."""

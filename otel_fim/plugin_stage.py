@@ -11,6 +11,12 @@ run. Every such event counts as `plugin_queue_overflow`. Once overflowing, `subm
 until the queue is half empty again, and it waits at most once a second: a stuck or overloaded
 plugin stalls the consumer for at most `overflow_wait` per second (5% with the defaults).
 
+While the consumer finds the queue full (and for `OVERLOAD_HOLD` seconds after), the worker also
+yields: it pauses after each event so that it uses at most `OVERLOAD_SHARE` of the time. Plugins
+and the consumer share one interpreter lock; an enrichment takes far longer than exporting a bare
+detection, so a worker running flat out during a burst would take the lock from the consumer, the
+kernel's ring buffer would overflow, and detections -- not just their enrichment -- would be lost.
+
 Why not drop, and why not block: for a security product the detection must be exported (dropping
 loses it), and blocking the consumer moves the loss into the kernel's ring buffer, where nothing
 is left to export at all. Enrichment, alerts and actions are the part we can afford to lose under
@@ -37,6 +43,9 @@ log = logging.getLogger(__name__)
 DEFAULT_QUEUE_SIZE = 1024
 DEFAULT_OVERFLOW_WAIT = 0.05  # seconds the consumer waits for room before exporting unenriched
 WAIT_INTERVAL = 1.0  # ... at most once this often: a sustained overload never stalls it for long
+OVERLOAD_SHARE = 0.2  # of the time the worker may use while the consumer overflows
+OVERLOAD_HOLD = 0.5  # seconds after the last overflow that count as still overloaded
+MAX_YIELD = 0.2  # the longest pause after one event
 SKIPPED_NAMESPACE = "fim.plugins"
 
 Emit = Callable[[Event, Sequence[Match]], "Mapping[str, Any] | None"]
@@ -63,6 +72,7 @@ class PluginStage:
         self.processed = 0
         self._overflowing = False
         self._next_wait = 0.0
+        self._last_overflow = float("-inf")  # monotonic time of the last queue_full export
         self._last_warning = 0.0
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="otel-fim-plugins", daemon=True)
@@ -85,9 +95,10 @@ class PluginStage:
                 self.queue.put_nowait(item)
             return
         except queue.Full:
+            self._last_overflow = time.monotonic()
             if not self._overflowing:
                 self._overflowing = True
-                self._next_wait = time.monotonic() + WAIT_INTERVAL
+                self._next_wait = self._last_overflow + WAIT_INTERVAL
         self._overflow(event, matches, "queue_full")
 
     def _overflow(self, event: Event, matches: Sequence[Match], reason: str) -> None:
@@ -111,6 +122,7 @@ class PluginStage:
     def _run(self) -> None:
         while True:
             item = self.queue.get()
+            started = time.thread_time()
             try:
                 if item is _STOP:
                     return
@@ -119,6 +131,16 @@ class PluginStage:
                 log.exception("plugin stage: unexpected error")
             finally:
                 self.queue.task_done()
+            self._yield_if_overloaded(started)
+
+    def _yield_if_overloaded(self, started_cpu: float) -> None:
+        """While overloaded, pause so that this event's CPU time (which is, but for system calls,
+        time holding the interpreter lock) is at most OVERLOAD_SHARE of the worker's time. CPU
+        time, not wall time: a plugin sleeping in `wait_for_writer` holds no lock."""
+        if self._stopping or time.monotonic() - self._last_overflow >= OVERLOAD_HOLD:
+            return
+        used = time.thread_time() - started_cpu
+        time.sleep(min(MAX_YIELD, used * (1.0 / OVERLOAD_SHARE - 1.0)))
 
     def _process(self, event: Event, matches: Sequence[Match]) -> None:
         self.plugins.enrich(event, matches)

@@ -173,6 +173,9 @@ class OtlpOutput:
             if self._metrics is not None:
                 self._metrics.record_spool_dropped(record.get("severity_text", ""), 1, reason="spool_error")
 
+    def end_batch(self) -> None:
+        pass  # every record is committed to the spool as it is emitted
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the receiver acknowledged everything spooled so far. True means delivered."""
         self.spool.wake()

@@ -17,6 +17,10 @@ class Output(Protocol):
     def emit(self, event: Event, matches: Sequence[Match], record: dict[str, Any]) -> None:
         """Hand one event over. `record` is `log_record(event, matches)`, built once for all outputs."""
 
+    def end_batch(self) -> None:
+        """The consumer handled what one poll read: write out what is buffered. Called at least
+        every poll interval (100 ms) while the agent runs, so buffering never delays a record longer."""
+
     def close(self) -> None:
         """Flush and release; called once at shutdown."""
 
@@ -31,20 +35,32 @@ class ConsoleOutput:
         self._stream.write(f"{record['severity_text']:<5} {record['body']}\n")
         self._stream.flush()
 
+    def end_batch(self) -> None:
+        pass  # every line is flushed as it is written
+
     def close(self) -> None:
         self._stream.flush()
 
 
 class JsonlOutput:
-    """One JSON object per line, shaped like the OTLP log record."""
+    """One JSON object per line, shaped like the OTLP log record.
+
+    Lines are buffered and written out at the end of each batch (`end_batch`), not one write(2)
+    per record: during a burst that syscall was a tenth of the consumer's time per event."""
+
+    BUFFER_BYTES = 256 * 1024
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("ab", buffering=self.BUFFER_BYTES)
+        # One encoder for every record: json.dumps with options builds a new one per call.
+        self._encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
     def emit(self, event: Event, matches: Sequence[Match], record: dict[str, Any]) -> None:
-        self._file.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._file.write((self._encode(record) + "\n").encode("utf-8"))
+
+    def end_batch(self) -> None:
         self._file.flush()
 
     def close(self) -> None:

@@ -6,14 +6,17 @@ equals the OTLP record a Collector receives.
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from otel_fim.constants import open_flags_text
 from otel_fim.event import (
+    AncestorInfo,
     ChmodDetails,
     ChownDetails,
     DestinationDetails,
@@ -21,15 +24,22 @@ from otel_fim.event import (
     EventType,
     FileInfo,
     OpenDetails,
+    ProcessInfo,
     TruncateDetails,
     XattrDetails,
 )
+from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
 
 # OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21.
 SEVERITY_NUMBER = {"info": 9, "low": 12, "medium": 13, "high": 17, "critical": 21}
 SEVERITY_TEXT = {"info": "INFO", "low": "INFO4", "medium": "WARN", "high": "ERROR", "critical": "FATAL"}
 UNMATCHED_SEVERITY = "info"
+
+# Records are built for every matched event, and most of a record repeats: the same files, the same
+# process, the same rules. These memos keep what was derived from them (see otel_fim.memo).
+MEMO_ENTRIES = 4096
+MEMO_MAX_PATH = 1024  # longer paths are escaped each time: bounds the memo's memory
 
 _NEEDS_ESCAPE = re.compile("[\x00-\x1f\x7f\\\\\udc80-\udcff]")
 _CONTROL_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
@@ -64,16 +74,36 @@ def top_severity(matches: Sequence[Match]) -> str:
     return max((m.severity for m in matches), key=SEVERITIES.index)
 
 
+_PATHS: Memo[str, tuple[str, str, str]] = Memo(MEMO_ENTRIES)
+
+
+def _escaped_parts(info: FileInfo) -> tuple[str, str, str]:
+    """The file's path, name and directory, escaped."""
+    parts = _PATHS.get(info.path)
+    if parts is None:
+        parts = (escape_name(info.path), escape_name(info.name), escape_name(info.directory))
+        if len(info.path) <= MEMO_MAX_PATH:
+            _PATHS.put(info.path, parts)
+    return parts
+
+
+@functools.lru_cache(maxsize=MEMO_ENTRIES)
+def _mode_text(mode: int) -> str:
+    return f"{mode & 0o7777:04o}"
+
+
+@functools.lru_cache(maxsize=MEMO_ENTRIES)
+def _flags_text(flags: int) -> str:
+    return open_flags_text(flags)
+
+
 def _file_attributes(prefix: str, info: FileInfo) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        f"{prefix}.path": escape_name(info.path),
-        f"{prefix}.name": escape_name(info.name),
-        f"{prefix}.directory": escape_name(info.directory),
-    }
+    path, name, directory = _escaped_parts(info)
+    attrs: dict[str, Any] = {f"{prefix}.path": path, f"{prefix}.name": name, f"{prefix}.directory": directory}
     if info.inode:
         attrs[f"{prefix}.inode"] = str(info.inode)
     if info.mode is not None:
-        attrs[f"{prefix}.mode"] = f"{info.mode & 0o7777:04o}"
+        attrs[f"{prefix}.mode"] = _mode_text(info.mode)
     if info.uid is not None:
         attrs[f"{prefix}.owner.id"] = str(info.uid)
     if info.gid is not None:
@@ -86,11 +116,11 @@ def _details_attributes(event: Event) -> dict[str, Any]:
     if isinstance(d, OpenDetails):
         return {
             "fim.open.flags": d.flags,
-            "fim.open.flags_text": open_flags_text(d.flags),
-            "fim.open.mode": f"{d.mode & 0o7777:04o}",
+            "fim.open.flags_text": _flags_text(d.flags),
+            "fim.open.mode": _mode_text(d.mode),
         }
     if isinstance(d, ChmodDetails):
-        return {"fim.chmod.mode": f"{d.mode & 0o7777:04o}"}
+        return {"fim.chmod.mode": _mode_text(d.mode)}
     if isinstance(d, ChownDetails):
         return {"fim.chown.uid": d.uid, "fim.chown.gid": d.gid}
     if isinstance(d, DestinationDetails):
@@ -113,10 +143,13 @@ def _details_attributes(event: Event) -> dict[str, Any]:
 
 
 def _escaped(event: Event) -> bool:
-    names = [event.file.path, event.process.comm]
-    if isinstance(event.details, DestinationDetails):
-        names.append(event.details.destination.path)
-    return any(escape_name(n) != n for n in names)
+    if (
+        _escaped_parts(event.file)[0] != event.file.path
+        or escape_name(event.process.comm) != event.process.comm
+    ):
+        return True
+    d = event.details
+    return isinstance(d, DestinationDetails) and escape_name(d.destination.path) != d.destination.path
 
 
 def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
@@ -143,7 +176,7 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     )
     if p.cgroup_id:
         attrs["fim.process.cgroup_id"] = p.cgroup_id
-    attrs.update(process_context_attributes(event))
+    _add_shared(attrs, _process_context(p))
     if event.container is not None:
         attrs["container.id"] = event.container.id
         if event.container.runtime:
@@ -153,16 +186,53 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     if _escaped(event):
         attrs["fim.path.escaped"] = True
     attrs.update(_details_attributes(event))
-    attrs.update(_match_attributes(matches))
+    if matches:
+        _add_shared(attrs, _matched(matches).attributes)
     for namespace, values in event.extra.items():
         if isinstance(values, dict):
             attrs.update({f"{namespace}.{k}": v for k, v in values.items()})
     return attrs
 
 
+def _add_shared(attrs: dict[str, Any], shared: dict[str, Any]) -> None:
+    """Add memoized attributes; list values are copied, so no record shares a list with another."""
+    attrs.update(shared)
+    for key, value in shared.items():
+        if type(value) is list:
+            attrs[key] = list(value)
+
+
+_PROCESSES: Memo[tuple[Any, ...], tuple[tuple[AncestorInfo, ...], dict[str, Any]]] = Memo(MEMO_ENTRIES)
+
+
+def _process_context(p: ProcessInfo) -> dict[str, Any]:
+    """`_process_context_attributes`, memoized. The process context hands every event of one process
+    the same (frozen) AncestorInfo objects, so they are keyed by identity, and the entry holds them:
+    an id cannot name another object while its entry lives."""
+    argv = tuple(p.argv) if p.argv is not None else None
+    key = (
+        p.executable,
+        argv,
+        p.args_truncated,
+        p.start_time_ns,
+        p.user_name,
+        p.group_name,
+        *map(id, p.ancestors),
+    )
+    entry = _PROCESSES.get(key)
+    if entry is None:
+        entry = _PROCESSES.put(key, (tuple(p.ancestors), _process_context_attributes(p)))
+    return entry[1]
+
+
 def process_context_attributes(event: Event) -> dict[str, Any]:
     """What the process cache added (otel_fim.process): executable, argv, start time, names, ancestry."""
-    p = event.process
+    attrs: dict[str, Any] = {}
+    _add_shared(attrs, _process_context(event.process))
+    return attrs
+
+
+def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if p.executable is not None:
         attrs["process.executable.path"] = escape_name(p.executable)
@@ -200,6 +270,30 @@ def _iso8601(epoch_ns: int) -> str:
     return f"{stamp}.{ns // 1_000_000:03d}Z"
 
 
+@dataclass(frozen=True, slots=True)
+class _Matched:
+    """What a record takes from its matches."""
+
+    matches: tuple[Match, ...]  # held: the memo is keyed by their ids
+    severity: str
+    attributes: dict[str, Any]
+    rules: str  # the body's suffix
+
+
+_MATCHES: Memo[tuple[int, ...], _Matched] = Memo(MEMO_ENTRIES)
+
+
+def _matched(matches: Sequence[Match]) -> _Matched:
+    """Memoized by the matches' identity: a rule set hands out one Match per rule."""
+    key = tuple(map(id, matches))
+    found = _MATCHES.get(key)
+    if found is None:
+        rules = " rules=" + ",".join(m.rule_id for m in matches) if matches else ""
+        found = _Matched(tuple(matches), top_severity(matches), _match_attributes(matches), rules)
+        _MATCHES.put(key, found)
+    return found
+
+
 def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
     if not matches:
         return {}
@@ -223,27 +317,25 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
 def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     """One human line: what happened to which file, by whom, and which rules fired."""
     p = event.process
-    what = f"{event.type.value} {escape_name(event.file.path)}"
+    what = f"{event.type.value} {_escaped_parts(event.file)[0]}"
     d = event.details
     if isinstance(d, DestinationDetails):
         what += f" -> {escape_name(d.destination.path)}"
     elif isinstance(d, OpenDetails):
-        what += f" [{open_flags_text(d.flags)}]"
+        what += f" [{_flags_text(d.flags)}]"
     elif isinstance(d, ChmodDetails):
-        what += f" mode={d.mode & 0o7777:04o}"
+        what += f" mode={_mode_text(d.mode)}"
     elif isinstance(d, ChownDetails):
         what += f" owner={d.uid}:{d.gid}"
     elif isinstance(d, XattrDetails):
         what += f" xattr={escape_name(d.name)}"
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
     line = f"{what} by {escape_name(p.comm)}[{p.pid}] uid={p.euid} ({event.syscall}: {result})"
-    if matches:
-        line += " rules=" + ",".join(m.rule_id for m in matches)
-    return line
+    return line + _matched(matches).rules if matches else line
 
 
 def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
-    severity = top_severity(matches)
+    severity = _matched(matches).severity if matches else UNMATCHED_SEVERITY
     return {
         "timestamp": event.timestamp_ns,
         "event_name": event_name(event),

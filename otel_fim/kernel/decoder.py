@@ -6,6 +6,7 @@ import ctypes
 import os
 import posixpath
 import time
+from collections import namedtuple
 
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import (
@@ -32,8 +33,19 @@ from otel_fim.kernel.layout import (
     FimEventHeader,
     FimFile,
 )
+from otel_fim.kernel.unpack import flat_layout
 
 _NO_ID = 0xFFFFFFFF  # chown's "leave unchanged"
+
+# The header as one flat tuple (see unpack.py): `h.file_path_len` is `header.file.path_len`.
+_LAYOUT = flat_layout(FimEventHeader)
+_Header = namedtuple("_Header", [name.replace(".", "_") for name in _LAYOUT.names])  # type: ignore[misc]
+_unpack_header = _LAYOUT.unpacker.unpack_from
+_FileFields = namedtuple("_FileFields", flat_layout(FimFile).names)  # type: ignore[misc]
+_FILE = slice(_LAYOUT.index("file.ino"), _LAYOUT.index("file.generation") + 1)
+_DEST = slice(_LAYOUT.index("dest.ino"), _LAYOUT.index("dest.generation") + 1)
+if _LAYOUT.names[_FILE] != tuple(f"file.{name}" for name in _FileFields._fields):
+    raise ImportError("decoder: struct fim_file members are not contiguous in FimEventHeader")
 
 
 def boot_to_epoch_offset_ns() -> int:
@@ -98,21 +110,21 @@ class Decoder:
         self._refreshed = time.monotonic()
 
     def decode(self, address: int, size: int) -> Event:
-        if size < DATA_OFFSET:
-            raise ValueError(f"event of {size} bytes is shorter than its header ({DATA_OFFSET})")
-        header = FimEventHeader.from_buffer_copy(ctypes.string_at(address, DATA_OFFSET))
-        data = ctypes.string_at(address + DATA_OFFSET, size - DATA_OFFSET)
-        return self.from_parts(header, data)
+        """The record at `address` (a ring-buffer callback's pointer)."""
+        return self.decode_bytes(ctypes.string_at(address, size))
 
-    def from_parts(self, h: FimEventHeader, data: bytes) -> Event:
+    def decode_bytes(self, raw: bytes) -> Event:
+        if len(raw) < DATA_OFFSET:
+            raise ValueError(f"event of {len(raw)} bytes is shorter than its header ({DATA_OFFSET})")
+        return self.from_parts(_Header._make(_unpack_header(raw)), raw[DATA_OFFSET:])
+
+    def from_parts(self, h: _Header, data: bytes) -> Event:
         self._maybe_refresh_clock()
         etype = EVENT_TYPES[h.type]
-        file_len = h.file.path_len
-        dest_len = h.dest.path_len
+        file_len = h.file_path_len
+        dest_len = h.dest_path_len
         syscall = SYSCALLS[h.syscall]
-        file = self._file(h.file, data[:file_len], syscall in FOLLOWS_LAST)
-        dest_raw = data[file_len : file_len + dest_len]
-        xattr = data[file_len + dest_len : file_len + dest_len + h.xattr_len]
+        file = self._file(_FileFields._make(h[_FILE]), data[:file_len], syscall in FOLLOWS_LAST)
         process = ProcessInfo(
             pid=h.pid,
             tid=h.tid,
@@ -120,7 +132,7 @@ class Decoder:
             uid=h.uid,
             gid=h.gid,
             euid=h.euid,
-            comm=_decode_name(h.comm),
+            comm=_decode_name(h.comm.split(b"\0", 1)[0]),
             cgroup_id=h.cgroup_id,
         )
         return Event(
@@ -130,27 +142,32 @@ class Decoder:
             retval=h.retval,
             process=process,
             file=file,
-            details=self._details(etype, h, dest_raw, xattr),
+            details=self._details(etype, h, data, file_len, dest_len),
             filter_revision=h.revision,
         )
 
-    def _file(self, f: FimFile, raw: bytes, follow_last: bool = False) -> FileInfo:
+    def _file(self, f: _FileFields, raw: bytes, follow_last: bool = False) -> FileInfo:
         path = _decode_name(raw)
-        if f.flags & F_JOINED and not f.flags & F_TRUNCATED:
-            path = complete_joined_path(path, bool(f.flags & F_HOST_ROOT), follow_last)
-        info = FileInfo(path=path, mount_id=f.mnt_id, truncated=bool(f.flags & F_TRUNCATED))
-        if f.flags & F_HAS_INODE:
-            info.inode = f.ino
-            info.dev = kernel_dev_to_user(f.dev)
-            info.mode = f.mode
-            info.uid = f.uid
-            info.gid = f.gid
-            info.nlink = f.nlink
-            info.generation = f.generation
-            info.parent_inode = f.parent_ino
-        return info
+        flags = f.flags
+        if flags & F_JOINED and not flags & F_TRUNCATED:
+            path = complete_joined_path(path, bool(flags & F_HOST_ROOT), follow_last)
+        if not flags & F_HAS_INODE:
+            return FileInfo(path=path, mount_id=f.mnt_id, truncated=bool(flags & F_TRUNCATED))
+        return FileInfo(
+            path=path,
+            inode=f.ino,
+            dev=kernel_dev_to_user(f.dev),
+            mount_id=f.mnt_id,
+            mode=f.mode,
+            uid=f.uid,
+            gid=f.gid,
+            truncated=bool(flags & F_TRUNCATED),
+            nlink=f.nlink,
+            generation=f.generation,
+            parent_inode=f.parent_ino,
+        )
 
-    def _details(self, etype: EventType, h: FimEventHeader, dest: bytes, xattr: bytes) -> Details:
+    def _details(self, etype: EventType, h: _Header, data: bytes, file_len: int, dest_len: int) -> Details:
         if etype is EventType.OPEN:
             return OpenDetails(flags=h.open_flags, mode=h.mode if _creates(h.open_flags) else 0)
         if etype is EventType.MKDIR:
@@ -159,13 +176,15 @@ class Decoder:
             return ChmodDetails(mode=h.mode)
         if etype is EventType.CHOWN:
             return ChownDetails(uid=_id(h.new_uid), gid=_id(h.new_gid))
+        dest = data[file_len : file_len + dest_len]
         if etype in (EventType.RENAME, EventType.LINK):
-            return DestinationDetails(self._file(h.dest, dest))
+            return DestinationDetails(self._file(_FileFields._make(h[_DEST]), dest))
         if etype is EventType.SYMLINK:
-            target = FileInfo(path=_decode_name(dest), truncated=bool(h.dest.flags & F_TRUNCATED))
+            target = FileInfo(path=_decode_name(dest), truncated=bool(h.dest_flags & F_TRUNCATED))
             return DestinationDetails(target)
         if etype in (EventType.SETXATTR, EventType.REMOVEXATTR):
-            return XattrDetails(name=_decode_name(xattr))
+            start = file_len + dest_len
+            return XattrDetails(name=_decode_name(data[start : start + h.xattr_len]))
         if etype is EventType.TRUNCATE:
             return TruncateDetails(length=h.length)
         return None
@@ -178,8 +197,11 @@ class Decoder:
             self._refreshed = now
 
 
+_O_CREAT, _O_TMPFILE = OPEN_FLAGS["O_CREAT"], OPEN_FLAGS["O_TMPFILE"]
+
+
 def _creates(flags: int) -> bool:
-    return bool(flags & OPEN_FLAGS["O_CREAT"]) or flags & OPEN_FLAGS["O_TMPFILE"] == OPEN_FLAGS["O_TMPFILE"]
+    return bool(flags & _O_CREAT) or flags & _O_TMPFILE == _O_TMPFILE
 
 
 def _id(value: int) -> int:

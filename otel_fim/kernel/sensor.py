@@ -120,6 +120,11 @@ class Sensor:
         self.filter: KernelFilter | None = None
         self.decode_errors = 0
         self._budget = self._left = POLL_BUDGET
+        self.handler_errors = 0
+        self._batch: list[bytes] = []  # raw records of the current poll (at most its budget)
+        # Run after a poll read its records, before they are handed over (ProcessContext drains
+        # the process ring buffer here: once per batch instead of once per event).
+        self.before_delivery: list[Callable[[], None]] = []
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> Sensor:
@@ -195,26 +200,43 @@ class Sensor:
         """Deliver up to `max_events` records to `on_event`, waiting up to timeout_ms for the first.
 
         Bounded: libbpf keeps consuming while producers keep writing, so without a budget a busy
-        host would never let the caller look at its stop flag. Returns the records delivered."""
+        host would never let the caller look at its stop flag. Returns the records delivered.
+
+        The ring-buffer callback only copies each record out (a few hundred bytes, at most
+        `max_events` of them); decoding and the pipeline run after libbpf returns. The kernel's
+        buffer is freed as fast as it can be read, and the callback, which libbpf calls from C,
+        takes the GIL only for a moment each time instead of for the whole pipeline."""
         if self._bpf is None:
             raise SensorError("sensor is not started")
         self._budget = self._left = max_events
-        self._bpf.ring_buffer_poll(timeout_ms)
-        return self._budget - self._left
+        try:
+            self._bpf.ring_buffer_poll(timeout_ms)
+        finally:
+            batch, self._batch = self._batch, []
+        if batch:
+            for hook in self.before_delivery:
+                hook()
+            for raw in batch:
+                self._deliver(raw)
+        return len(batch)
 
     def _handle(self, _ctx: int, data: int, size: int) -> int:
         self._left -= 1
-        self._deliver(data, size)
+        self._batch.append(ctypes.string_at(data, size))
         return -1 if self._left <= 0 else 0  # negative: libbpf stops after this (consumed) record
 
-    def _deliver(self, data: int, size: int) -> None:
+    def _deliver(self, raw: bytes) -> None:
         try:
-            event = self._decoder.decode(data, size)
+            event = self._decoder.decode_bytes(raw)
         except Exception:  # a decoder bug must not stop the sensor: count it and go on
             self.decode_errors += 1
-            log.exception("cannot decode a %d-byte event", size)
+            log.exception("cannot decode a %d-byte event", len(raw))
             return
-        self._on_event(event)
+        try:
+            self._on_event(event)
+        except Exception:  # nor may one event stop the rest of its batch
+            self.handler_errors += 1
+            log.exception("handling a %s event failed", event.type.value)
 
     def lookup_counters(self) -> dict[str, int]:
         """How the kernel's name lookups went (LKC_* in bpf/name_lookup.h), summed over CPUs."""

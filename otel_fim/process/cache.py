@@ -90,6 +90,9 @@ class ProcessCache:
         self._exited: OrderedDict[int, None] = OrderedDict()  # exit order, oldest first
         self._lock = threading.RLock()
         self._swept = clock()
+        # Bumped by every change to what lookups and ancestor walks return: a consumer may keep
+        # what it derived from the cache (ProcessContext's per-process snapshot) while it holds.
+        self.generation = 0
         self.stats = {"exec": 0, "fork": 0, "exit": 0, "proc_lookups": 0, "expired": 0}
 
     # -- kernel events -------------------------------------------------------------------------
@@ -130,11 +133,13 @@ class ProcessCache:
             rec.exited_boot_ns = boot_ns
             rec.exit_code = exit_code
             rec.exited_at = self._clock()
+            self.generation += 1
             self._exited[pid] = None
             self._exited.move_to_end(pid)
         self.prune()
 
     def _put(self, rec: ProcessRecord) -> None:
+        self.generation += 1
         self._records[rec.pid] = rec
         self._exited.pop(rec.pid, None)
 
@@ -226,6 +231,7 @@ class ProcessCache:
                     break
                 self._exited.popitem(last=False)
                 del self._records[pid]
+                self.generation += 1
                 self.stats["expired"] += 1
             if now - self._swept < self.sweep_interval:
                 return
@@ -236,6 +242,7 @@ class ProcessCache:
                 with self._lock:
                     if self._records.get(rec.pid) is rec and not rec.exited:
                         rec.exited_at = now
+                        self.generation += 1
                         self._exited[rec.pid] = None
 
 

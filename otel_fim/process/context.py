@@ -13,12 +13,29 @@ keeps what the file record carries (pid, ppid, comm, ids).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from otel_fim.event import AncestorInfo, ContainerInfo, Event
 from otel_fim.kernel.decoder import boot_to_epoch_offset_ns
 from otel_fim.kernel.process_module import ProcessModule
 from otel_fim.process.cache import DEFAULT_MAX_DEPTH, ProcessCache, ProcessRecord
 from otel_fim.process.users import UserNames
+
+# Snapshots kept at most (one per process image that had a file event since the last change).
+MAX_SNAPSHOTS = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What `enrich` derived from one cache record: valid while the cache's generation and the
+    boot->epoch offset it was built with hold. Walking the ancestors and building their
+    AncestorInfo is most of enrich's cost; events of one process in a burst share the result."""
+
+    rec: ProcessRecord
+    generation: int
+    offset: int
+    start_time_ns: int | None
+    ancestors: tuple[AncestorInfo, ...]  # frozen: events share them
 
 
 class ProcessContext:
@@ -36,6 +53,10 @@ class ProcessContext:
         self._epoch_offset = boot_to_epoch_offset_ns()
         self._offset_at = time.monotonic()
         self._pruned = time.monotonic()
+        self._snapshots: dict[int, _Snapshot] = {}
+        # False when the caller drains the process ring buffer itself before handing events over
+        # (the agent: once per sensor poll, see Sensor.before_delivery); else once per event.
+        self.drain_each_event = True
 
     def _offset(self) -> int:
         now = time.monotonic()
@@ -47,19 +68,21 @@ class ProcessContext:
     def enrich(self, event: Event) -> Event:
         """Fill `event.process` (executable, argv, start time, names, ancestors) and
         `event.container` from the cache. Returns the event."""
-        self.module.drain()
+        if self.drain_each_event:
+            self.module.drain()
         offset = self._offset()
         p = event.process
         rec = self.cache.lookup(p.pid, event.timestamp_ns - offset)
         p.user_name = self.users.user(p.euid)
         p.group_name = self.users.group(p.gid)
         if rec is not None:
+            snap = self._snapshot(rec, offset)
             p.executable = rec.executable
             p.argv = list(rec.argv) if rec.argv is not None else None
             p.args_truncated = rec.args_truncated
-            if rec.start_boot_ns:
-                p.start_time_ns = rec.start_boot_ns + offset
-            p.ancestors = [self._ancestor(a, offset) for a in self.cache.ancestors(rec, self.max_depth)]
+            if snap.start_time_ns is not None:
+                p.start_time_ns = snap.start_time_ns
+            p.ancestors = list(snap.ancestors)
             if event.container is None and rec.container is not None:
                 event.container = ContainerInfo(rec.container.id, rec.container.runtime)
         elif p.ppid > 0:
@@ -72,6 +95,18 @@ class ProcessContext:
             self._pruned = now
             self.cache.prune()
         return event
+
+    def _snapshot(self, rec: ProcessRecord, offset: int) -> _Snapshot:
+        generation = self.cache.generation
+        snap = self._snapshots.get(rec.pid)
+        if snap is not None and snap.rec is rec and snap.generation == generation and snap.offset == offset:
+            return snap
+        if len(self._snapshots) >= MAX_SNAPSHOTS:
+            self._snapshots.clear()
+        ancestors = tuple(self._ancestor(a, offset) for a in self.cache.ancestors(rec, self.max_depth))
+        start = rec.start_boot_ns + offset if rec.start_boot_ns else None
+        snap = self._snapshots[rec.pid] = _Snapshot(rec, generation, offset, start, ancestors)
+        return snap
 
     @staticmethod
     def _ancestor(rec: ProcessRecord, offset: int) -> AncestorInfo:
