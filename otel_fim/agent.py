@@ -20,7 +20,13 @@ from otel_fim.export.telemetry import build_export
 from otel_fim.kernel.aliases import AliasResolver
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import COUNTERS
-from otel_fim.kernel.sensor import DEFAULT_RINGBUF_PAGES, Sensor, SensorError, SensorOptions
+from otel_fim.kernel.sensor import (
+    DEFAULT_BACKLOG_MIB,
+    DEFAULT_RINGBUF_PAGES,
+    Sensor,
+    SensorError,
+    SensorOptions,
+)
 from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import Plugins, load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
@@ -70,6 +76,12 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_RINGBUF_PAGES,
         help="ring buffer size in 4 KiB pages (a power of two)",
+    )
+    p.add_argument(
+        "--backlog-mib",
+        type=int,
+        default=DEFAULT_BACKLOG_MIB,
+        help="memory for records read from the kernel and not yet handled, in MiB (absorbs bursts)",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     add_config_arguments(p)
@@ -140,6 +152,8 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "plugin_queue_overflow": c.plugin_queue_overflow,
             "decode_errors": sensor.decode_errors,
             "handler_errors": sensor.handler_errors,
+            "backlog_peak": sensor.backlog_peak,
+            "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
     }
@@ -206,7 +220,11 @@ def run(args: argparse.Namespace) -> int:
     stop.install()
     sensor = Sensor(
         pipeline.handle,
-        SensorOptions(ringbuf_pages=args.ringbuf_pages, kernel_filter=config.kernel_filter),
+        SensorOptions(
+            ringbuf_pages=args.ringbuf_pages,
+            kernel_filter=config.kernel_filter,
+            backlog_mib=args.backlog_mib,
+        ),
         modules=[process_context.module],
     )
     # One drain of the process ring buffer per poll, after the file records were read and before
@@ -263,7 +281,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def drain(sensor: Sensor, seconds: float = 3.0) -> None:
+def drain(sensor: Sensor, seconds: float = 10.0) -> None:
+    """Handle what was read or written before the stop, for at most `seconds` (a supervisor's stop
+    timeout is longer); what is left is counted as unhandled_at_exit."""
     deadline = time.monotonic() + seconds
     while sensor.poll(0) and time.monotonic() < deadline:
         pass

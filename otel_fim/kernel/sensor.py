@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import mmap
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
+from otel_fim.kernel.ring_reader import RingReader
 from otel_fim.kernel.tracefs import TracefsError
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,14 @@ LOOKUP_COUNTERS = ("cache_hit", "scan_hit", "partial")
 
 # Records handed over per poll() call at most (see Sensor.poll).
 POLL_BUDGET = 2048
+
+# The user-space backlog: records copied out of the kernel's ring buffer, waiting for the pipeline.
+# A burst the pipeline cannot keep up with queues here (pageable memory, used only while it lasts)
+# instead of overflowing the kernel's buffer (locked memory, reserved all the time). At ~300 B a
+# record, 256 MiB hold ~800,000 records: a 50,000/s burst for 10 s with room to spare. When full,
+# reading stops: the kernel's buffer fills next, and what it then drops is counted `lost`.
+DEFAULT_BACKLOG_MIB = 256
+REFILL_EVERY = 256  # records handled between two reads of the kernel's buffer
 
 
 class SensorError(RuntimeError):
@@ -101,6 +112,7 @@ class SensorOptions:
     btf_path: str = "/sys/kernel/btf/vmlinux"
     agent_pid: int = os.getpid()
     kernel_filter: bool = True  # False: every event goes to user space (--no-kernel-filter)
+    backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
 
 
 class Sensor:
@@ -119,9 +131,11 @@ class Sensor:
         self.name_lookup: dict[str, int] = {}  # FIM_NAME_LOOKUP and, when 1, its constants
         self.filter: KernelFilter | None = None
         self.decode_errors = 0
-        self._budget = self._left = POLL_BUDGET
         self.handler_errors = 0
-        self._batch: list[bytes] = []  # raw records of the current poll (at most its budget)
+        self._ring: RingReader | None = None
+        self._backlog: deque[bytes] = deque()
+        self._backlog_bytes = 0
+        self.backlog_peak = 0  # records
         # Run after a poll read its records, before they are handed over (ProcessContext drains
         # the process ring buffer here: once per batch instead of once per event).
         self.before_delivery: list[Callable[[], None]] = []
@@ -174,7 +188,8 @@ class Sensor:
                 fn = self._bpf.load_func(name.encode(), BPF.TRACEPOINT)
                 tail_calls[ctypes.c_int(index)] = ctypes.c_int(fn.fd)
             self._bpf[b"config"][ctypes.c_int(0)] = config
-            self._bpf[b"events"].open_ring_buffer(self._handle)
+            events = self._bpf[b"events"]
+            self._ring = RingReader(events.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
             self.filter = KernelFilter(self._bpf, enabled=opts.kernel_filter)
             for module in self.modules:
                 module.attach(self._bpf)
@@ -193,37 +208,51 @@ class Sensor:
                     log.exception("detaching module %s failed", module.name)
             self.filter = None
             detach_all(bpf)
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
             bpf.cleanup()
 
     # -- reading ----------------------------------------------------------------------------
     def poll(self, timeout_ms: int = 100, max_events: int = POLL_BUDGET) -> int:
-        """Deliver up to `max_events` records to `on_event`, waiting up to timeout_ms for the first.
+        """Hand up to `max_events` records to `on_event`, waiting up to timeout_ms when none is
+        queued. Returns the records handed over.
 
-        Bounded: libbpf keeps consuming while producers keep writing, so without a budget a busy
-        host would never let the caller look at its stop flag. Returns the records delivered.
-
-        The ring-buffer callback only copies each record out (a few hundred bytes, at most
-        `max_events` of them); decoding and the pipeline run after libbpf returns. The kernel's
-        buffer is freed as fast as it can be read, and the callback, which libbpf calls from C,
-        takes the GIL only for a moment each time instead of for the whole pipeline."""
-        if self._bpf is None:
+        Records are copied out of the kernel's ring buffer into the backlog in bulk, before and
+        every REFILL_EVERY records during the handling, so the kernel's buffer stays nearly empty
+        while the pipeline works through a burst. Bounded (max_events), so the caller gets to look
+        at its stop flag on a busy host."""
+        if self._bpf is None or self._ring is None:
             raise SensorError("sensor is not started")
-        self._budget = self._left = max_events
-        try:
-            self._bpf.ring_buffer_poll(timeout_ms)
-        finally:
-            batch, self._batch = self._batch, []
-        if batch:
-            for hook in self.before_delivery:
-                hook()
-            for raw in batch:
-                self._deliver(raw)
-        return len(batch)
+        if not self._backlog:
+            self._ring.wait(timeout_ms)
+        self._refill()
+        handled = 0
+        while self._backlog and handled < max_events:
+            raw = self._backlog.popleft()
+            self._backlog_bytes -= len(raw)
+            self._deliver(raw)
+            handled += 1
+            if handled % REFILL_EVERY == 0:
+                self._refill()
+        return handled
 
-    def _handle(self, _ctx: int, data: int, size: int) -> int:
-        self._left -= 1
-        self._batch.append(ctypes.string_at(data, size))
-        return -1 if self._left <= 0 else 0  # negative: libbpf stops after this (consumed) record
+    @property
+    def backlog(self) -> int:
+        """Records read from the kernel and not handled yet."""
+        return len(self._backlog)
+
+    def _refill(self) -> None:
+        assert self._bpf is not None and self._ring is not None
+        room = self.options.backlog_mib * 1024 * 1024 - self._backlog_bytes
+        if room > 0:
+            self._backlog_bytes += self._ring.read(self._backlog.append, room)
+            self.backlog_peak = max(self.backlog_peak, len(self._backlog))
+        if self._bpf._ringbuf_manager:  # the modules' ring buffers (bcc's), e.g. proc_events
+            self._bpf.ring_buffer_consume()
+        # After the copy: every process record written before these file records is handled first.
+        for hook in self.before_delivery:
+            hook()
 
     def _deliver(self, raw: bytes) -> None:
         try:
