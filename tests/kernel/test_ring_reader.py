@@ -47,7 +47,8 @@ def burst(target: Path) -> int:
 
 
 def opens_of(events: list[Event], pid: int, target: Path) -> list[Event]:
-    return [e for e in events if e.process.pid == pid and e.type is EventType.OPEN and e.file.path == str(target)]
+    path = str(target)
+    return [e for e in events if e.process.pid == pid and e.type is EventType.OPEN and e.file.path == path]
 
 
 def poll_until_idle(sensor: Sensor) -> None:
