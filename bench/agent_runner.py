@@ -29,6 +29,13 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def foreign_tracers(exclude: Iterable[int] = ()) -> list[int]:
     """Processes holding BPF programs other than `exclude` (and us): other agents or kernel tests
     whose tracepoint programs slow every file syscall, with or without our agent."""
@@ -70,6 +77,7 @@ class AgentResult:
     stats: dict[str, Any]
     cpu_s: float  # CPU used between "ready" and just before SIGTERM
     records: Path
+    peak_rss_mib: float = 0.0  # the agent's peak resident memory (VmHWM), read before SIGTERM
 
     def kernel_total(self, counter: str) -> int:
         return sum(c.get(counter, 0) for c in self.stats.get("kernel", {}).values())
@@ -181,6 +189,7 @@ class Agent:
     def stop(self, timeout: float = 60.0) -> AgentResult:
         assert self.proc is not None
         cpu = self.cpu_seconds() - self.cpu_at_ready
+        peak_rss = peak_rss_mib(self.proc.pid)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout)
@@ -191,7 +200,7 @@ class Agent:
         stats_file = self.workdir / "stats.json"
         if self.proc.returncode != 0 or not stats_file.exists():
             raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_tail()}")
-        return AgentResult(json.loads(stats_file.read_text()), cpu, self.records)
+        return AgentResult(json.loads(stats_file.read_text()), cpu, self.records, peak_rss)
 
     def log_tail(self, lines: int = 20) -> str:
         text = (self.workdir / "agent.log").read_text(errors="replace").splitlines()

@@ -145,11 +145,24 @@ def burst_table(samples: Sequence[BurstSample]) -> str:
             f"{s.workload.watched_writes:,}",
             f"{s.received:,}",
             f"{s.lost:,}",
+            f"{s.agent.stats.get('user', {}).get('backlog_peak', 0):,}",
+            f"{s.agent.stats.get('user', {}).get('unhandled_at_exit', 0):,}",
+            f"{s.agent.peak_rss_mib:,.0f} MiB",
             "✅" if s.ok else "❌",
         ]
         for s in samples
     ]
-    header = ["Requested", "Achieved", "Events made", "Records received", "Lost (kernel)", "0 lost"]
+    header = [
+        "Requested",
+        "Achieved",
+        "Events made",
+        "Records received",
+        "Lost (kernel)",
+        "Backlog peak (records)",
+        "Unhandled at exit",
+        "Agent peak RSS",
+        "0 lost",
+    ]
     return table(header, rows)
 
 

@@ -74,3 +74,4 @@ def test_report_renders(bench: tuple[Path, BenchPaths]) -> None:
     bursts = [BurstSample(5000, result, agent, 10), BurstSample(10000, result, agent, 3)]
     assert highest_lossless(bursts) == 5000
     assert "5,000/s" in report.burst_summary(bursts, None)
+    assert "| 5,000/s |" in report.burst_table(bursts)
