@@ -26,6 +26,7 @@ def sensor_factory() -> Iterator:
     def make(events: list[Event], **options: int) -> Sensor:
         if os.geteuid() != 0:
             kernel_unavailable("needs root to load BPF programs")
+        options.setdefault("ringbuf_pages", 4096)  # 16 MiB: room for the whole burst in the kernel
         sensor = Sensor(events.append, SensorOptions(agent_pid=0, **options))
         sensor.start()
         started.append(sensor)
