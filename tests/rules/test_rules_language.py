@@ -244,16 +244,18 @@ class TestFimWrite:
 
 
 def test_registered_list_field_matches_if_any_element_matches() -> None:
+    # A name of its own: replacing a real field (process.ancestors.comm) would change it for
+    # every later test in the session.
     register_field(
-        "process.ancestors.comm",
+        "test.ancestors.comm",
         FieldType.STR_LIST,
         lambda e: e.extra.get("ancestors"),
         replace=True,
     )
     rs = ruleset(
-        'open.retval == 0 && process.ancestors.comm == "sshd"',
-        'open.retval == 0 && process.ancestors.comm =~ "cr*"',
-        'open.retval == 0 && process.ancestors.comm not in ["init"]',
+        'open.retval == 0 && test.ancestors.comm == "sshd"',
+        'open.retval == 0 && test.ancestors.comm =~ "cr*"',
+        'open.retval == 0 && test.ancestors.comm not in ["init"]',
     )
     event = make_event("open", "/x")
     event.extra["ancestors"] = ["bash", "sshd", "systemd"]
