@@ -527,6 +527,19 @@ static __always_inline int filter_by_inode(struct resolve_job *job, struct fim_f
     return discarded(&file, f->generation, &dir, f->mnt_id, job->mask) ? DISCARDED : 0;
 }
 
+/* The file's own dentry is known: inode facts and filters, then the walk from it. */
+static __always_inline int begin_exact(struct resolve_job *job, struct fim_file *f, struct kpath *from,
+                                       struct kpath *root)
+{
+    fill_inode(f, from);
+    job->mode = RES_EXACT;
+    if (filter_by_inode(job, f, from) == DISCARDED)
+        return DISCARDED;
+    walk_begin(&job->w, from, root);
+    job->w.check_mask = job->approved ? 0 : job->mask;
+    return 0;
+}
+
 /* Set up the resolution of one file (stage 0) or destination (stage 1). */
 static __always_inline int begin_resolve(struct resolve_job *job, struct fim_file *f, u32 stage,
                                          u32 locate, s32 dfd, u64 name, u32 off)
@@ -546,13 +559,7 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     u64 file = locate == LOC_FD ? fd_file(task, dfd) : 0;
     if (file) {
         rd_path(file + OFF_FILE_F_PATH, &from);
-        fill_inode(f, &from);
-        job->mode = RES_EXACT;
-        if (filter_by_inode(job, f, &from) == DISCARDED)
-            return DISCARDED;
-        walk_begin(&job->w, &from, &root);
-        job->w.check_mask = job->approved ? 0 : job->mask;
-        return 0;
+        return begin_exact(job, f, &from, &root);
     }
     char first = 0;
     bpf_probe_read_user(&first, 1, (void *)name);
@@ -713,13 +720,7 @@ static __always_inline int lookup_done(struct resolve_job *job, struct fim_file 
         if (!(flags & (DCACHE_MOUNTED | DCACHE_NEED_AUTOMOUNT | DCACHE_MANAGE_TRANSIT)) &&
             !(symlink && job->follows)) {
             struct kpath from = {.mnt = lk->vfsmnt, .dentry = lk->hit};
-            fill_inode(f, &from);
-            job->mode = RES_EXACT;
-            if (filter_by_inode(job, f, &from) == DISCARDED)
-                return DISCARDED;
-            walk_begin(&job->w, &from, &root);
-            job->w.check_mask = job->approved ? 0 : job->mask;
-            return 0;
+            return begin_exact(job, f, &from, &root);
         }
         lk->final = LK_FINAL_UNKNOWN; /* what the call acted on is elsewhere */
     }
