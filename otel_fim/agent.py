@@ -73,19 +73,35 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--ringbuf-pages",
-        type=int,
-        default=DEFAULT_RINGBUF_PAGES,
-        help="ring buffer size in 4 KiB pages (a power of two)",
+        type=power_of_two,
+        help=f"the kernel's ring buffer in 4 KiB pages, a power of two (default {DEFAULT_RINGBUF_PAGES})",
     )
     p.add_argument(
         "--backlog-mib",
-        type=int,
-        default=DEFAULT_BACKLOG_MIB,
-        help="memory for records read from the kernel and not yet handled, in MiB (absorbs bursts)",
+        type=positive_int,
+        help=f"MiB for records read from the kernel, not yet handled (default {DEFAULT_BACKLOG_MIB})",
     )
     p.add_argument("-v", "--verbose", action="store_true")
     add_config_arguments(p)
     p.set_defaults(func=run)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: 0 would make the setting useless (a backlog of 0 never reads the kernel)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def power_of_two(text: str) -> int:
+    value = positive_int(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two (the kernel's rule), got {value}")
+    return value
 
 
 def load_rules(paths: Sequence[str], known_actions: dict[str, Any] | None = None) -> Evaluator | None:
@@ -221,9 +237,9 @@ def run(args: argparse.Namespace) -> int:
     sensor = Sensor(
         pipeline.handle,
         SensorOptions(
-            ringbuf_pages=args.ringbuf_pages,
+            ringbuf_pages=config.ringbuf_pages,
             kernel_filter=config.kernel_filter,
-            backlog_mib=args.backlog_mib,
+            backlog_mib=config.backlog_mib,
         ),
         modules=[process_context.module],
     )

@@ -22,6 +22,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
+from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 
 DEFAULT_STATE_DIR = "/var/lib/otel-fim"
 
@@ -73,6 +74,8 @@ class AgentConfig:
     state_dir: str = DEFAULT_STATE_DIR  # the OTLP spool lives here
     kernel_filter: bool = True  # approvers/discarders in the kernel
     status_interval: float = 30.0  # seconds between status lines; 0: never
+    ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # the kernel's ring buffer (a power of two; locked)
+    backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -123,8 +126,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
-    "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration",
+    "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
+    "backlog_mib",
 }  # fmt: skip
+_POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
 
 
@@ -184,6 +189,8 @@ class _Reader:
             raise self.error(node, key, "must be > 0")
         if key in _NON_NEGATIVE and value < 0:
             raise self.error(node, key, "must be >= 0")
+        if key in _POWER_OF_TWO and value & (value - 1):
+            raise self.error(node, key, f"must be a power of two, got {value}")
 
     def value(self, hint: Any, node: Node, key: str) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)

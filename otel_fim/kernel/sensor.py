@@ -153,8 +153,10 @@ class Sensor:
 
     def start(self) -> None:
         opts = self.options
-        if opts.ringbuf_pages & (opts.ringbuf_pages - 1):
+        if opts.ringbuf_pages < 1 or opts.ringbuf_pages & (opts.ringbuf_pages - 1):
             raise SensorError(f"ring buffer pages must be a power of two, got {opts.ringbuf_pages}")
+        if opts.backlog_mib < 1:
+            raise SensorError(f"the backlog needs at least 1 MiB, got {opts.backlog_mib}")
         members = dict(MEMBERS)
         for module in self.modules:
             members.update(module.members())

@@ -59,6 +59,8 @@ plugins:
     [
         ("rules: [a]\notlp:\n  endpiont: x\n", ":3:3:", "otlp.endpiont: unknown key"),
         ("duration: soon\n", ":1:11:", "duration: expected a number"),
+        ("ringbuf_pages: 1000\n", ":1:16:", "ringbuf_pages: must be a power of two"),
+        ("backlog_mib: 0\n", ":1:14:", "backlog_mib: must be > 0"),
         ("kernel_filter: 1\n", ":1:16:", "kernel_filter: expected true or false"),
         ("otlp:\n  protocol: udp\n", ":2:13:", "'udp' is not one of"),
         ("otlp:\n  spool:\n    max_records: -1\n", ":3:18:", "must be > 0"),
@@ -158,3 +160,10 @@ def test_collector_examples_wire_logs_and_metrics(name):
         for processor in pipelines[signal]["processors"]:
             assert processor in doc["processors"]
     assert set(doc["receivers"]["otlp"]["protocols"]) == {"grpc", "http"}
+
+
+def test_buffer_sizes_from_the_file_and_the_flags(tmp_path):
+    cfg = load_config(write(tmp_path, "ringbuf_pages: 2048\nbacklog_mib: 256\n"))
+    assert (cfg.ringbuf_pages, cfg.backlog_mib) == (2048, 256)
+    merged = merge_cli(cfg, argparse.Namespace(ringbuf_pages=None, backlog_mib=64))
+    assert (merged.ringbuf_pages, merged.backlog_mib) == (2048, 64)

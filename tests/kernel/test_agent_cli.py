@@ -82,6 +82,23 @@ def test_bad_output_spec_is_a_clear_error(tmp_path: Path) -> None:
     assert os.geteuid() == 0
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--backlog-mib", "0", "must be at least 1"),
+        ("--ringbuf-pages", "0", "must be at least 1"),
+        ("--ringbuf-pages", "3", "power of two"),
+        ("--ringbuf-pages", "many", "not a whole number"),
+    ],
+)
+def test_bad_sizes_are_a_clear_error(flag: str, value: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "otel_fim", "run", flag, value], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert flag in result.stderr and message in result.stderr
+
+
 def test_sighup_reloads_rules_and_keeps_them_on_a_bad_file(tmp_path: Path) -> None:
     first, second = tmp_path / "first", tmp_path / "second"
     first.mkdir()
