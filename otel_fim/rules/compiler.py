@@ -39,6 +39,7 @@ from otel_fim.rules.ir import (
     field_of,
     make_predicate,
 )
+from otel_fim.rules.regex import RegexError
 
 WRITE = "fim.write"
 # The language's named constants: O_* flags (with the O_ACCMODE mask) and S_* mode bits.
@@ -229,12 +230,17 @@ class _Resolver:
 
     def _pattern(self, node: syn.Node) -> Pattern:
         if isinstance(node, syn.Str):
-            return Pattern(node.value, False, self.pos(node))
+            try:
+                return Pattern(node.value, False, self.pos(node))
+            except RegexError as e:
+                raise self.fail(f"glob: {e}", node) from None
         if isinstance(node, syn.Regex):
             try:
                 return Pattern(node.value, True, self.pos(node))
-            except Exception as e:  # re.error
-                raise self.fail(f"bad regex: {e}", node) from None
+            except RegexError as e:
+                # Point into the pattern: past `r"` and the characters before the problem.
+                at = self.pos(node) + (2 + e.offset if self.at is None and e.offset else 0)
+                raise self.fail(str(e), at) from None
         raise self.fail('=~ and !~ need a glob string or a regex r"..."', node)
 
     def _compare(self, node: syn.Compare) -> Cond:
