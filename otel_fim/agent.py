@@ -142,6 +142,9 @@ def reload_rules(config: AgentConfig, plugins: Plugins, pipeline: Pipeline, sens
     except (RuleError, OSError, ValueError) as exc:
         log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
         return False
+    except Exception:  # a loader bug must not blind the agent either
+        log.exception("rule reload failed unexpectedly, the previous rules stay in force")
+        return False
     pipeline.ruleset = ruleset
     if sensor.filter is not None:
         sensor.filter.apply(ruleset)

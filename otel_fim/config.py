@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from otel_fim import bounded_yaml
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 
@@ -136,11 +137,18 @@ _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(bounded_yaml.MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     try:
-        root = yaml.compose(text)
+        root = bounded_yaml.compose(text)
+    except bounded_yaml.YamlLimitError as exc:
+        where = f"{path}:{exc.line}:{exc.col}" if exc.line else str(path)
+        raise ConfigError(f"{where}: {exc.message}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

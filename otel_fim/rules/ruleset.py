@@ -24,7 +24,7 @@ from otel_fim.rules.errors import ExpressionError, PolicyError, RuleError
 from otel_fim.rules.fields import lookup
 from otel_fim.rules.ir import Cond
 from otel_fim.rules.match import Match
-from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files
+from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files, read_policy_text
 
 DEFAULT_SEVERITY = "medium"
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
@@ -175,8 +175,8 @@ class RuleSet:
         policies: list[PolicyFile] = []
         for path in files:
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
+                text = read_policy_text(path)
+            except (OSError, UnicodeDecodeError, ValueError) as e:
                 errors.append(RuleError(f"cannot read: {e}", str(path)))
                 continue
             policy, errs = parse_policy(text, str(path), known_actions)
