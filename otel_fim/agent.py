@@ -175,7 +175,13 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
+        "export": export_snapshot(pipeline),
     }
+
+
+def export_snapshot(pipeline: Pipeline) -> dict[str, int]:
+    """Delivery counters of the outputs that have them (the OTLP spool)."""
+    return {k: v for out in pipeline.outputs for k, v in getattr(out, "delivery_stats", dict)().items()}
 
 
 def alias_source(kernel_filter: KernelFilter) -> Callable[[Event], list[str]]:
@@ -211,7 +217,11 @@ def status_line(stats: dict[str, Any]) -> str:
     user = stats["user"]
     kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
-    return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    line = f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    export = stats.get("export")
+    if export:
+        line += " | otlp " + " ".join(f"{k}={export[k]}" for k in ("spooled", "delivered", "dead_letters"))
+    return line
 
 
 def run(args: argparse.Namespace) -> int:

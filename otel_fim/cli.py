@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
     from otel_fim.plugin_manager import add_plugins_commands
 
     add_plugins_commands(sub)
+    from otel_fim.spool_command import add_spool_command
+
+    add_spool_command(sub)
     return parser
 
 

@@ -24,11 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
 import otel_fim
 from otel_fim.event import Event
+from otel_fim.export.delivery import LogTransport, Verdict
 from otel_fim.export.endpoint import OtlpEndpoint, build_resource
 from otel_fim.export.record import SEVERITY_NUMBER, SEVERITY_TEXT
 from otel_fim.export.spool import SPOOL_FILE, Spool, SpooledRecord
@@ -96,6 +97,7 @@ class OtlpOutput:
       batch_size: records per export request.
       backoff_initial, backoff_max: seconds between failed exports, doubling up to the cap.
       close_timeout: seconds `close()` keeps trying to deliver; what is left stays in the spool.
+      max_dead_letters: poison records kept (the oldest go first beyond it, counted as dropped).
       metrics: a `FimMetrics` to report spool depth, drops, failures and delivery latency to.
       resource: overrides `build_resource()`; exporter: overrides the OTLP exporter (tests).
     """
@@ -117,6 +119,7 @@ class OtlpOutput:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         close_timeout: float = 5.0,
+        max_dead_letters: int = 10_000,
         metrics: FimMetrics | None = None,
         resource: Resource | None = None,
         exporter: LogRecordExporter | None = None,
@@ -132,25 +135,30 @@ class OtlpOutput:
         self._resource = sdk_logger.resource
         self._scope = sdk_logger.instrumentation_scope
         self._metrics = metrics
+        self._transport = LogTransport(self._exporter)
         self.spool = Spool(
             Path(state_dir) / SPOOL_FILE if state_dir is not None else None,
             max_records=spool_max_records,
             max_bytes=spool_max_bytes,
             synchronous=spool_sync,
             on_drop=self._dropped,
+            max_dead_letters=max_dead_letters,
+            on_dead_letter_drop=self._dead_letters_dropped,
         )
         if self.spool.depth():
             log.info(
                 "otlp: %d undelivered records in %s, delivering them first", self.spool.depth(), state_dir
             )
         if metrics is not None:
-            metrics.watch_spool(self.spool.depth, self.spool.size_bytes)
+            metrics.watch_spool(self.spool.depth, self.spool.size_bytes, self.spool.dead_letter_count)
         self.batch_size = batch_size
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.close_timeout = close_timeout
         self.delivered = 0
         self.export_failures = 0
+        self.rejected = 0  # records moved to the dead-letter table since start
+        self.last_failure = ""
         self._last_drop_log = 0.0
         self._stopping = threading.Event()  # close(): drain what we can, then stop
         self._abort = threading.Event()  # close() timed out: stop waiting on backoff
@@ -172,6 +180,16 @@ class OtlpOutput:
             log.exception("otlp: cannot spool record %s; it is lost", record.get("event_name"))
             if self._metrics is not None:
                 self._metrics.record_spool_dropped(record.get("severity_text", ""), 1, reason="spool_error")
+
+    def delivery_stats(self) -> dict[str, int]:
+        """For the status line and the stats file."""
+        return {
+            "spooled": self.spool.depth(),
+            "delivered": self.delivered,
+            "dead_letters": self.spool.dead_letter_count(),
+            "rejected": self.rejected,
+            "export_failures": self.export_failures,
+        }
 
     def end_batch(self) -> None:
         pass  # every record is committed to the spool as it is emitted
@@ -213,10 +231,8 @@ class OtlpOutput:
                     return
                 self.spool.wait_not_empty(1.0)
                 continue
-            if self._export(batch):
+            if self._deliver(batch):
                 failures = 0
-                self.spool.ack([r.id for r in batch])
-                self.delivered += len(batch)
                 continue
             failures += 1
             self.export_failures += 1
@@ -226,17 +242,50 @@ class OtlpOutput:
             delay *= random.uniform(0.8, 1.0)  # jitter, so many agents do not retry in lockstep
             if failures == 1 or failures % 10 == 0:
                 log.warning(
-                    "otlp: export of %d records failed (%d in a row; %d spooled); retrying in %.1fs",
+                    "otlp: export of %d records failed (%d in a row; %d spooled): %s; retrying in %.1fs",
                     len(batch),
                     failures,
                     self.spool.depth(),
+                    self.last_failure or "no reason given",
                     delay,
                 )
             self._abort.wait(delay)
 
-    def _export(self, batch: Sequence[SpooledRecord]) -> bool:
+    def _deliver(self, batch: Sequence[SpooledRecord]) -> bool:
+        """Send the batch; False when the receiver could not take it now (retry after a backoff).
+
+        A batch the receiver refuses for good (REJECTED) or in part (partial_success) is bisected:
+        each half is sent on its own, halves it accepts are acknowledged, and a single record it
+        still refuses is a poison record, moved to the dead-letter table. OTLP's partial_success
+        says how many records were dropped, not which: the halves of such a batch are sent again
+        to find them, so the records it did accept arrive twice (at least once, as always)."""
+        rows, records, kernel_ts = self._decode(batch)
+        work = [(rows, records, kernel_ts)] if rows else []
+        while work:
+            part_rows, part_records, part_ts = work.pop()
+            reply = self._transport.send(part_records)
+            if reply.verdict is Verdict.RETRY:
+                self.last_failure = reply.detail
+                return False
+            if reply.verdict is Verdict.ACCEPTED and reply.rejected <= 0:
+                self._acknowledged(part_rows, part_ts)
+                continue
+            if len(part_rows) == 1:
+                reason = "partial_success" if reply.verdict is Verdict.ACCEPTED else "rejected"
+                self._poison(part_rows, reason, reply.detail)
+                continue
+            mid = len(part_rows) // 2
+            work.append((part_rows[mid:], part_records[mid:], part_ts[mid:]))
+            work.append((part_rows[:mid], part_records[:mid], part_ts[:mid]))
+        return True
+
+    def _decode(
+        self, batch: Sequence[SpooledRecord]
+    ) -> tuple[list[SpooledRecord], list[ReadableLogRecord], list[int]]:
+        rows: list[SpooledRecord] = []
         records: list[ReadableLogRecord] = []
         kernel_ts: list[int] = []
+        corrupt: list[int] = []
         for row in batch:
             try:
                 rec = json.loads(row.payload)
@@ -246,25 +295,46 @@ class OtlpOutput:
                     )
                 )
                 kernel_ts.append(int(rec["timestamp"]))
+                rows.append(row)
             except Exception:
                 # A row that cannot become a log record would block the spool forever: drop it, loudly.
                 log.exception("otlp: spooled record %d is unreadable; dropping it", row.id)
+                corrupt.append(row.id)
                 if self._metrics is not None:
                     self._metrics.record_spool_dropped(_severity_text(row.severity), 1, reason="corrupt")
-        if not records:
-            return True
-        try:
-            result = self._exporter.export(records)
-        except Exception:
-            log.exception("otlp: exporter raised")
-            return False
-        if result is not LogRecordExportResult.SUCCESS:
-            return False
+        self.spool.ack(corrupt)
+        return rows, records, kernel_ts
+
+    def _acknowledged(self, rows: Sequence[SpooledRecord], kernel_ts: Sequence[int]) -> None:
+        self.spool.ack([r.id for r in rows])
+        self.delivered += len(rows)
         if self._metrics is not None:
             now = time.time_ns()
             for ts in kernel_ts:
                 self._metrics.record_delivery_latency((now - ts) / 1e9)
-        return True
+
+    def _poison(self, rows: Sequence[SpooledRecord], reason: str, detail: str) -> None:
+        moved = self.spool.dead_letter(rows, f"{reason}: {detail}"[:1000], time.time_ns())
+        self.rejected += moved
+        if self._metrics is not None:
+            self._metrics.record_rejected(moved, reason=reason)
+        log.error(
+            "otlp: the receiver refused record %s for good (%s); moved to the dead-letter table "
+            "(%d there, `otel-fim spool list` shows them)",
+            ",".join(str(r.id) for r in rows),
+            detail or reason,
+            self.spool.dead_letter_count(),
+        )
+
+    def _dead_letters_dropped(self, dropped: Sequence[SpooledRecord]) -> None:
+        if self._metrics is not None:
+            for row in dropped:
+                self._metrics.record_spool_dropped(_severity_text(row.severity), 1, reason="dead_letter_full")
+        log.error(
+            "otlp: dead-letter table full (%d): gave up %d poison record(s)",
+            self.spool.max_dead_letters,
+            len(dropped),
+        )
 
     def _dropped(self, dropped: Sequence[SpooledRecord]) -> None:
         if self._metrics is not None:
