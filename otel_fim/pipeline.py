@@ -142,9 +142,23 @@ class Pipeline:
     def _emit(self, event: Event, matches: Sequence[Match]) -> None:
         stage = self.stage
         if stage is not None and matches:
+            self._write_ahead(event, matches)
             stage.submit(event, matches)
         else:
             self.emit_now(event, matches)
+
+    def _write_ahead(self, event: Event, matches: Sequence[Match]) -> None:
+        """Durable outputs (`reserve`) commit the match now: the plugin stage may hold it for a
+        while, and what it holds is lost if the agent is killed."""
+        for output in self.outputs:
+            reserve = getattr(output, "reserve", None)
+            if reserve is None:
+                continue
+            try:
+                reserve(event, matches)
+            except Exception:
+                self.counters.output_errors += 1
+                log.exception("output %r failed to spool %s ahead", output, event.file.path)
 
     def emit_now(self, event: Event, matches: Sequence[Match]) -> dict[str, Any] | None:
         """Build the record, hand it to every output, run the `on_emitted` hooks; returns the record

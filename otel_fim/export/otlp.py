@@ -31,7 +31,7 @@ import otel_fim
 from otel_fim.event import Event
 from otel_fim.export.delivery import LogTransport, Verdict
 from otel_fim.export.endpoint import OtlpEndpoint, build_resource
-from otel_fim.export.record import SEVERITY_NUMBER, SEVERITY_TEXT
+from otel_fim.export.record import SEVERITY_NUMBER, SEVERITY_TEXT, log_record
 from otel_fim.export.spool import SPOOL_FILE, Spool, SpooledRecord
 from otel_fim.rules.match import Match
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCOPE_NAME = "otel_fim"
+# On a record spooled when its event matched and sent without its plugins' enrichment.
+INCOMPLETE_KEY = "fim.plugin.status"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -98,6 +100,8 @@ class OtlpOutput:
       backoff_initial, backoff_max: seconds between failed exports, doubling up to the cap.
       close_timeout: seconds `close()` keeps trying to deliver; what is left stays in the spool.
       max_dead_letters: poison records kept (the oldest go first beyond it, counted as dropped).
+      pending_timeout: seconds a record written ahead waits for its enrichment before it is sent
+          without (marked incomplete); a late enrichment is then sent as a second record.
       metrics: a `FimMetrics` to report spool depth, drops, failures and delivery latency to.
       resource: overrides `build_resource()`; exporter: overrides the OTLP exporter (tests).
     """
@@ -120,6 +124,7 @@ class OtlpOutput:
         backoff_max: float = 30.0,
         close_timeout: float = 5.0,
         max_dead_letters: int = 10_000,
+        pending_timeout: float = 300.0,
         metrics: FimMetrics | None = None,
         resource: Resource | None = None,
         exporter: LogRecordExporter | None = None,
@@ -136,6 +141,9 @@ class OtlpOutput:
         self._scope = sdk_logger.instrumentation_scope
         self._metrics = metrics
         self._transport = LogTransport(self._exporter)
+        self._reserved: dict[int, tuple[Event, int]] = {}  # id(event) -> (event, spool row)
+        self._reserved_lock = threading.Lock()
+        self.pending_timeout = pending_timeout
         self.spool = Spool(
             Path(state_dir) / SPOOL_FILE if state_dir is not None else None,
             max_records=spool_max_records,
@@ -145,6 +153,7 @@ class OtlpOutput:
             max_dead_letters=max_dead_letters,
             on_dead_letter_drop=self._dead_letters_dropped,
         )
+        self._recover_pending(self.spool.pending())  # written ahead by a run that died
         if self.spool.depth():
             log.info(
                 "otlp: %d undelivered records in %s, delivering them first", self.spool.depth(), state_dir
@@ -167,7 +176,35 @@ class OtlpOutput:
 
     # -- Output protocol -------------------------------------------------------------------------
 
+    def reserve(self, event: Event, matches: Sequence[Match]) -> None:
+        """Write-ahead: called on the consumer thread as soon as the event matched, before plugins
+        enrich it. The record is committed now, marked `fim.plugin.status = incomplete` and not
+        sent; `emit` (after the plugins) replaces it with the enriched record. If the agent dies
+        in between, the next start sends the marked record (see `_recover_pending`)."""
+        record = log_record(event, matches)
+        record["attributes"][INCOMPLETE_KEY] = "incomplete"
+        payload = json.dumps(record, default=str, separators=(",", ":"))
+        try:
+            row_id = self.spool.put_pending(
+                payload, severity=int(record["severity_number"]), observed_ns=time.time_ns()
+            )
+        except Exception:
+            log.exception("otlp: cannot spool record %s ahead of enrichment", record.get("event_name"))
+            return  # `emit` will still try to spool the enriched record
+        with self._reserved_lock:
+            self._reserved[id(event)] = (event, row_id)
+
     def emit(self, event: Event, matches: Sequence[Match], record: dict[str, Any]) -> None:
+        with self._reserved_lock:
+            reserved = self._reserved.pop(id(event), None)
+        if reserved is not None and reserved[0] is event:
+            payload = json.dumps(record, default=str, separators=(",", ":"))
+            try:
+                if self.spool.complete(reserved[1], payload):
+                    return
+            except Exception:
+                log.exception("otlp: cannot complete spooled record %d; it goes out unenriched", reserved[1])
+                return
         self.emit_record(record)
 
     def emit_record(self, record: Mapping[str, Any]) -> None:
@@ -224,7 +261,12 @@ class OtlpOutput:
 
     def _run(self) -> None:
         failures = 0
+        next_stale_check = time.monotonic() + 1.0
         while not self._abort.is_set():
+            if time.monotonic() >= next_stale_check:
+                cutoff = time.time_ns() - int(self.pending_timeout * 1e9)
+                self._recover_pending(self.spool.pending(older_than_ns=cutoff))
+                next_stale_check = time.monotonic() + 1.0
             batch = self.spool.peek(self.batch_size)
             if not batch:
                 if self._stopping.is_set():
@@ -278,6 +320,23 @@ class OtlpOutput:
             work.append((part_rows[mid:], part_records[mid:], part_ts[mid:]))
             work.append((part_rows[:mid], part_records[:mid], part_ts[:mid]))
         return True
+
+    def _recover_pending(self, rows: Sequence[SpooledRecord]) -> None:
+        """Records written ahead whose enrichment never came: send them as they are. Each already
+        says `fim.plugin.status = incomplete`."""
+        if not rows:
+            return
+        self.spool.release([r.id for r in rows])
+        with self._reserved_lock:
+            released = {r.id for r in rows}
+            self._reserved = {k: v for k, v in self._reserved.items() if v[1] not in released}
+        log.warning(
+            "otlp: %d record(s) spooled ahead of enrichment were never completed (agent killed, or a "
+            "plugin took longer than %.0fs); sending them marked %s=incomplete",
+            len(rows),
+            self.pending_timeout,
+            INCOMPLETE_KEY,
+        )
 
     def _decode(
         self, batch: Sequence[SpooledRecord]

@@ -190,6 +190,17 @@ class Spool:
             self._not_empty.notify_all()
             return True
 
+    def release(self, ids: Sequence[int]) -> None:
+        """Make pending records sendable as they are (their enrichment will not come)."""
+        if not ids:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            placeholders = ",".join("?" * len(ids))
+            self._db.execute(f"UPDATE records SET pending = 0 WHERE id IN ({placeholders})", list(ids))
+            self._not_empty.notify_all()
+
     def pending(self, older_than_ns: int | None = None) -> list[SpooledRecord]:
         """Pending records (all, or those spooled before `older_than_ns`), oldest first."""
         limit = older_than_ns if older_than_ns is not None else 2**63 - 1
