@@ -44,7 +44,8 @@ _unpack_header = _LAYOUT.unpacker.unpack_from
 _FileFields = namedtuple("_FileFields", flat_layout(FimFile).names)  # type: ignore[misc]
 _FILE = slice(_LAYOUT.index("file.ino"), _LAYOUT.index("file.generation") + 1)
 _DEST = slice(_LAYOUT.index("dest.ino"), _LAYOUT.index("dest.generation") + 1)
-if _LAYOUT.names[_FILE] != tuple(f"file.{name}" for name in _FileFields._fields):
+_FILE_FIELD_NAMES: tuple[str, ...] = _FileFields._fields
+if _LAYOUT.names[_FILE] != tuple(f"file.{name}" for name in _FILE_FIELD_NAMES):
     raise ImportError("decoder: struct fim_file members are not contiguous in FimEventHeader")
 
 

@@ -127,7 +127,7 @@ class Sensor:
         self.options = options or SensorOptions()
         self.modules = list(modules)
         self._on_event = on_event
-        self._bpf = None
+        self._bpf: Any = None  # bcc.BPF once started (bcc ships no type information)
         self._decoder = Decoder()
         self.offsets: dict[str, int] = {}
         self.name_lookup: dict[str, int] = {}  # FIM_NAME_LOOKUP and, when 1, its constants
