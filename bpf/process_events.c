@@ -1,10 +1,10 @@
 /* Process context captured in the kernel: sched_process_exec / _fork / _exit -> `proc_events`.
  *
- * Compiled after file_syscalls.c into the same object (see otel_fim/kernel/process_module.py), so
+ * Compiled after file_syscalls.c into the same object (see otel_fim/process/kernel_module.py), so
  * no name here may clash with it. Everything a short-lived process leaves behind is read here,
  * while the task still exists: executable, argv (from the new image's memory), credentials, start
  * time, parent and the names of the cgroups it runs in (user space derives container ids from
- * them). Offsets are BTF's (-DOFF_* from process_module.MEMBERS). */
+ * them). Offsets are BTF's (-DOFF_* from process/kernel_module.py MEMBERS). */
 #include "events.h"
 #include "kernel_access.h"
 
