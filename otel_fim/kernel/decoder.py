@@ -29,6 +29,7 @@ from otel_fim.kernel.layout import (
     F_HOST_ROOT,
     F_JOINED,
     F_TRUNCATED,
+    FOLLOWS_LAST,
     SYSCALLS,
     FimEventHeader,
     FimFile,
@@ -61,13 +62,6 @@ def kernel_dev_to_user(dev: int) -> int:
 
 def _decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
-
-
-# Syscalls that act on the target when the name's last component is a symlink.
-FOLLOWS_LAST = frozenset(
-    {"truncate", "chmod", "fchmodat", "fchmodat2", "chown", "fchownat", "setxattr", "removexattr",
-     "utime", "utimes", "utimensat", "futimesat"}
-)  # fmt: skip
 
 
 def complete_joined_path(path: str, host_root: bool, follow_last: bool = False) -> str:
