@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import start_agent, stop_agent
-
-from .receiver import ReceivedLog
+from tests.support.agent_harness import start_agent, stop_agent
+from tests.support.otlp_receiver import ReceivedLog
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 
