@@ -53,12 +53,13 @@ def _absolute(node: ast.ImportFrom, path: str) -> str:
 
 
 def imports(tree: ast.AST, path: str) -> Iterator[tuple[int, list[str]]]:
-    """(line, names) per import statement: the module, and for `from m import a` also `m.a`
+    """(line, names) per imported module: the module first, and for `from m import a` also `m.a`
     (which may be a submodule). Scripts kept in string constants (run in a subprocess) import
     things too: theirs are reported at the string's line."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            yield node.lineno, [alias.name for alias in node.names]
+            for alias in node.names:
+                yield node.lineno, [alias.name]
         elif isinstance(node, ast.ImportFrom):
             base = _absolute(node, path)
             yield node.lineno, [base, *(f"{base}.{alias.name}" for alias in node.names)]
@@ -90,9 +91,10 @@ def _forbidden(name: str) -> str | None:
     return None
 
 
-def import_violations(path: str, source: str, bare_names: set[str]) -> list[Violation]:
+def import_violations(path: str, source: str, bare_names: set[str], modules: set[str]) -> list[Violation]:
     """`bare_names`: modules importable without their package only because pytest puts their
-    directory on sys.path; they must be imported as `tests.<package>.<name>`."""
+    directory on sys.path; they must be imported as `tests.<package>.<name>`. `modules`: the
+    modules of tests/ and bench/, which every import of `tests.`/`bench.` must name."""
     found = []
     for line, names in imports(ast.parse(source), path):
         for name in names:
@@ -100,8 +102,11 @@ def import_violations(path: str, source: str, bare_names: set[str]) -> list[Viol
             if what is None and name.split(".")[0] in bare_names:
                 what = f"imports {name!r} through sys.path: import it as a `tests.` module"
             if what is not None:
-                found.append(Violation(path, line, what))
                 break
+        if what is None and names[0].split(".")[0] in TREES and names[0] not in modules:
+            what = f"imports {names[0]!r}, which does not exist (moved?)"
+        if what is not None:
+            found.append(Violation(path, line, what))
     return found
 
 
@@ -163,9 +168,10 @@ def bare_module_names(paths: list[str]) -> set[str]:
 
 def check(files: dict[str, str]) -> list[Violation]:
     bare = bare_module_names(list(files))
+    modules = {module_name(p) for p in files}
     found: list[Violation] = []
     for path, source in files.items():
-        found += import_violations(path, source, bare)
+        found += import_violations(path, source, bare, modules)
         found += builder_violations(path, source)
         if (v := misplaced_helper(path)) is not None:
             found.append(v)
@@ -207,6 +213,9 @@ BAD = {
             sys.path.insert(0, {root!r})
             from tests.process.test_cache import S
         '''
+
+        def test_x():
+            from .receiver import Rotel
         """
     ),
     "tests/export/receiver.py": "import otel_fim.event as ev\nE = ev.Event()\n",
@@ -218,6 +227,9 @@ GOOD = {
     "tests/support/kernel_harness.py": "import threading\n\nDONE = threading.Event()\n",
     "tests/export/test_b.py": "from tests.factories import make_event\nfrom tests.support import plugins\n",
     "tests/export/conftest.py": "from tests.support.otlp_receiver import Rotel\n",
+    "tests/support/__init__.py": "",
+    "tests/support/otlp_receiver.py": "",
+    "tests/support/plugins.py": "",
 }
 
 
@@ -237,5 +249,6 @@ def test_checker_reports_each_broken_rule_and_nothing_else() -> None:
         ("tests/process/test_a.py", 10, "builds an Event by hand"),
         ("tests/process/test_a.py", 12, "imports 'tests.export.conftest'"),  # in the SCRIPT string
         ("tests/process/test_a.py", 15, "imports the test module 'tests.process.test_cache'"),  # TEMPLATE
+        ("tests/process/test_a.py", 21, "imports 'tests.process.receiver', which does not exist (moved?)"),
         ("tests/rules/rules_helpers.py", 1, f"shared test code outside {SUPPORT}"),
     ]
