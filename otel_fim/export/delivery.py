@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 log = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class LogTransport:
             return "grpc"
         return "export"
 
-    def send(self, records: Sequence[ReadableLogRecord]) -> Reply:
+    def send(self, records: Sequence[Any]) -> Reply:  # SDK log records
         try:
             if self._mode == "http":
                 return self._send_http(records)
@@ -92,7 +91,7 @@ class LogTransport:
             return Reply(Verdict.ACCEPTED)
         return Reply(Verdict.RETRY, detail="export failed")
 
-    def _send_http(self, records: Sequence[ReadableLogRecord]) -> Reply:
+    def _send_http(self, records: Sequence[Any]) -> Reply:
         from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 
@@ -121,7 +120,7 @@ class LogTransport:
             return Reply(Verdict.REJECTED, detail=detail)
         return Reply(Verdict.RETRY, detail=detail)
 
-    def _send_grpc(self, records: Sequence[ReadableLogRecord]) -> Reply:
+    def _send_grpc(self, records: Sequence[Any]) -> Reply:
         import grpc
 
         exporter = self.exporter

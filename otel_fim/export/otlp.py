@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LoggerProvider, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 
@@ -136,7 +136,7 @@ class OtlpOutput:
         # The provider only supplies the resource and the instrumentation scope of our records;
         # no processor is attached, records go through the spool instead.
         self._provider = LoggerProvider(resource=resource or build_resource())
-        sdk_logger = self._provider.get_logger(SCOPE_NAME, otel_fim.__version__)
+        sdk_logger: Any = self._provider.get_logger(SCOPE_NAME, otel_fim.__version__)  # the SDK Logger
         self._resource = sdk_logger.resource
         self._scope = sdk_logger.instrumentation_scope
         self._metrics = metrics
@@ -340,9 +340,9 @@ class OtlpOutput:
 
     def _decode(
         self, batch: Sequence[SpooledRecord]
-    ) -> tuple[list[SpooledRecord], list[ReadableLogRecord], list[int]]:
+    ) -> tuple[list[SpooledRecord], list[Any], list[int]]:
         rows: list[SpooledRecord] = []
-        records: list[ReadableLogRecord] = []
+        records: list[Any] = []
         kernel_ts: list[int] = []
         corrupt: list[int] = []
         for row in batch:

@@ -13,15 +13,14 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_fim.agent import status_line
-from otel_fim.cli import main
+from otel_fim.commands import main
 from otel_fim.export.delivery import LogTransport
 from otel_fim.export.endpoint import OtlpEndpoint
 from otel_fim.export.metrics import FimMetrics
 from otel_fim.export.otlp import OtlpOutput
 from otel_fim.export.record import log_record
-
-from .conftest import MATCHES, make_event
-from .refusing_receiver import Policy, RefusingReceiver, path_of
+from tests.factories import MATCHES, WRITE_TRUNC, make_event
+from tests.support.refusing_receiver import Policy, RefusingReceiver, path_of
 
 POISON = "/etc/fim-test/poison"
 
@@ -40,10 +39,11 @@ def output(receiver: RefusingReceiver, tmp_path: Path, **kwargs: object) -> Otlp
 
 def emit(out: OtlpOutput, paths: list[str]) -> None:
     for i, path in enumerate(paths):
-        out.emit_record(log_record(make_event(i, path=path), MATCHES))
+        event = make_event("open", path, flags=WRITE_TRUNC, inode=1000 + i, timestamp_ns=time.time_ns())
+        out.emit_record(log_record(event, MATCHES))
 
 
-def wait(condition, timeout: float = 20.0) -> bool:  # noqa: ANN001
+def wait(condition, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import start_agent, stop_agent
-
-from .receiver import Rotel
+from tests.support.agent_harness import start_agent, stop_agent
+from tests.support.otlp_receiver import Rotel
 
 N = 40
 # Opens N watched files for writing and keeps them open: the hash and diff plugins wait (up to

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from otel_fim.event import ContainerInfo, Event, EventType, FileInfo, OpenDetails, ProcessInfo
+from otel_fim.event import Event
 from otel_fim.plugin_api import ContentUnavailable, open_content
-from tests.agent_harness import records, start_agent, stop_agent, wait_records
-from tests.conftest import kernel_unavailable
+from tests.factories import O_WRONLY, make_event
+from tests.support.agent_harness import records, start_agent, stop_agent, wait_records
+from tests.support.kernel_harness import kernel_unavailable
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CONTAINER_PASSWD = "root:x:0:0:container root:/root:/bin/sh\ncuser:x:1:1:container user:/:/bin/sh\n"
@@ -117,16 +118,8 @@ def test_container_write_is_hashed_and_diffed_from_the_container(tmp_path: Path)
 
 
 def _event(pid: int, container: str | None) -> Event:
-    return Event(
-        type=EventType.OPEN,
-        syscall="openat",
-        timestamp_ns=time.time_ns(),
-        retval=3,
-        process=ProcessInfo(pid, pid, 1, 0, 0, 0, "sh"),
-        file=FileInfo("/etc/passwd", inode=1),
-        details=OpenDetails(0o1, 0),
-        container=ContainerInfo(container, "docker") if container else None,
-    )
+    return make_event("open", "/etc/passwd", flags=O_WRONLY, pid=pid, comm="sh", container=container,
+                      timestamp_ns=time.time_ns())  # fmt: skip
 
 
 def test_a_gone_container_is_unavailable_never_the_host_file() -> None:
@@ -137,7 +130,7 @@ def test_a_gone_container_is_unavailable_never_the_host_file() -> None:
     event = _event(dead.pid, "f" * 64)
     with pytest.raises(ContentUnavailable, match="no process of container ffffffffffff is left"):
         open_content(event, "/etc/passwd")
-    import plugins.hash as hash_plugin
+    import otel_fim_plugins.hash as hash_plugin
 
     assert hash_plugin.file_digest("/etc/passwd", 1 << 20, event)["status"] == "unavailable"
 

@@ -11,7 +11,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from otel_fim.cli import main
+from otel_fim.commands import main
 from otel_fim.rules.errors import PolicyError, RuleError
 from otel_fim.rules.limits import MAX_DEPTH, MAX_EXPRESSION_CHARS, MAX_LIST_ITEMS
 from otel_fim.rules.ruleset import RuleSet

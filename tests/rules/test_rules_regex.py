@@ -8,13 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from rules_helpers import O_WRONLY, make_event, matches
 
-from otel_fim.cli import main
+from otel_fim.commands import main
 from otel_fim.export.record import log_record
-from otel_fim.pipeline import Pipeline
+from otel_fim.pipeline import Emitter, Pipeline
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_WRONLY, make_event
+from tests.support.rules import matches
 
 HOSTILE_POLICY = r"""version: 1
 rules:
@@ -46,7 +47,7 @@ def _collect():
     got: list[tuple[str, list[str]]] = []
 
     class Collect:
-        def emit(self, event, matches, record) -> None:  # noqa: ANN001 - Output protocol
+        def emit(self, event, matches, record) -> None:
             got.append((event.file.path, [m.rule_id for m in matches]))
 
         def close(self) -> None:
@@ -59,7 +60,7 @@ def test_hostile_names_through_the_pipeline_in_linear_time(tmp_path: Path) -> No
     policy = tmp_path / "hostile.yaml"
     policy.write_text(HOSTILE_POLICY)
     output, got = _collect()
-    pipeline = Pipeline([output], RuleSet.load([policy]))
+    pipeline = Pipeline(Emitter([output]), RuleSet.load([policy]))
     started = time.perf_counter()
     for name in HOSTILE_NAMES:
         pipeline.handle(make_event("open", name, flags=O_WRONLY))
