@@ -32,6 +32,8 @@ class SpoolConfig:
     max_records: int = 100_000
     max_bytes: int = 128 * 1024 * 1024
     sync: str = "normal"  # normal: survives a killed agent; full: also power loss (fsync per event)
+    max_dead_letters: int = 10_000  # poison records kept (`otel-fim spool list`); the oldest go first
+    pending_timeout: float = 300.0  # seconds a match spooled ahead waits for its plugins, then sent marked
 
 
 @dataclass
@@ -101,6 +103,8 @@ class AgentConfig:
             "spool_max_records": o.spool.max_records,
             "spool_max_bytes": o.spool.max_bytes,
             "spool_sync": o.spool.sync.upper(),
+            "max_dead_letters": o.spool.max_dead_letters,
+            "pending_timeout": o.spool.pending_timeout,
             "batch_size": o.batch_size,
             "backoff_initial": o.backoff_initial,
             "backoff_max": o.backoff_max,
@@ -126,8 +130,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
-    "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
-    "backlog_mib",
+    "otlp.spool.max_bytes", "otlp.spool.max_dead_letters", "otlp.spool.pending_timeout",
+    "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages", "backlog_mib",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}

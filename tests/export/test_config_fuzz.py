@@ -67,3 +67,13 @@ def test_config_limits(tmp_path: Path, text: str | bytes, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert str(info.value).startswith(f"{path}{message}"), str(info.value)
+
+
+def test_dead_letter_and_pending_settings(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("otlp:\n  spool:\n    max_dead_letters: 50\n    pending_timeout: 2.5\n")
+    options = load_config(path).otlp_output_options()
+    assert (options["max_dead_letters"], options["pending_timeout"]) == (50, 2.5)
+    path.write_text("otlp:\n  spool:\n    max_dead_letters: 0\n")
+    with pytest.raises(ConfigError, match=r":3:23: otlp.spool.max_dead_letters: must be > 0"):
+        load_config(path)
