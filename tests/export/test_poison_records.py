@@ -32,9 +32,17 @@ def receiver() -> Iterator[RefusingReceiver]:
     rx.close()
 
 
+@pytest.fixture
+def grpc_receiver() -> Iterator[RefusingReceiver]:
+    rx = RefusingReceiver(grpc=True)
+    yield rx
+    rx.close()
+
+
 def output(receiver: RefusingReceiver, tmp_path: Path, **kwargs: object) -> OtlpOutput:
     options = {"backoff_initial": 0.05, "backoff_max": 0.2, "batch_size": 64, "timeout": 5.0, **kwargs}
-    return OtlpOutput(endpoint=receiver.endpoint, protocol="http/protobuf", state_dir=tmp_path, **options)
+    protocol = "grpc" if receiver.grpc else "http/protobuf"
+    return OtlpOutput(endpoint=receiver.endpoint, protocol=protocol, state_dir=tmp_path, **options)
 
 
 def emit(out: OtlpOutput, paths: list[str]) -> None:
@@ -190,4 +198,35 @@ def test_status_line_shows_dead_letters(receiver: RefusingReceiver, tmp_path: Pa
     assert out.flush(30)
     stats = {"kernel": {}, "user": {"evaluated": {}, "matched": {}}, "export": out.delivery_stats()}
     assert status_line(stats).endswith("| otlp spooled=0 delivered=4 dead_letters=1")
+    out.close()
+
+
+@pytest.mark.parametrize("mode", ["reject", "partial"])
+def test_grpc_refusals_isolate_poison_records(
+    grpc_receiver: RefusingReceiver, tmp_path: Path, mode: str
+) -> None:
+    """Over gRPC: INVALID_ARGUMENT (and a partial success) isolate the records like HTTP 400."""
+    grpc_receiver.policy = Policy(poison=lambda r: path_of(r).startswith(POISON), mode=mode, unavailable=2)
+    out = output(grpc_receiver, tmp_path)
+    sent = paths(50, poison_at={7, 31})
+    emit(out, sent)
+    assert out.flush(30), f"spool still holds {out.spool.depth()}"
+    assert set(grpc_receiver.paths()) == {p for p in sent if not p.startswith(POISON)}
+    assert grpc_receiver.statuses[:2] == [503, 503]  # UNAVAILABLE: retried, not dead-lettered
+    dead = out.spool.dead_letters()
+    dead_paths = sorted(json.loads(d.payload)["attributes"]["file.path"] for d in dead)
+    assert dead_paths == [f"{POISON}-31", f"{POISON}-7"]
+    if mode == "reject":
+        assert grpc_receiver.paths() == [p for p in sent if not p.startswith(POISON)]
+        assert all(d.reason.startswith("rejected: gRPC INVALID_ARGUMENT: record") for d in dead)
+    out.close()
+
+
+def test_grpc_message_too_large_is_split(grpc_receiver: RefusingReceiver, tmp_path: Path) -> None:
+    grpc_receiver.policy = Policy(max_records=8)  # RESOURCE_EXHAUSTED without RetryInfo
+    out = output(grpc_receiver, tmp_path)
+    sent = paths(40, poison_at=set())
+    emit(out, sent)
+    assert out.flush(30)
+    assert grpc_receiver.paths() == sent and out.spool.dead_letter_count() == 0
     out.close()

@@ -1,8 +1,10 @@
-"""A small OTLP/HTTP log receiver for tests that refuses chosen records, as real backends do.
+"""A small OTLP log receiver for tests that refuses chosen records, as real backends do.
 
-It is a stdlib `http.server` on 127.0.0.1 that decodes each `ExportLogsServiceRequest` (protobuf)
-and answers like an OTLP receiver: 200 with an `ExportLogsServiceResponse`, 400/413 with a
-`google.rpc.Status`, or 503 while it is "overloaded". What it accepted is kept in order.
+OTLP/HTTP: a stdlib `http.server` on 127.0.0.1 that decodes each `ExportLogsServiceRequest`
+(protobuf) and answers like an OTLP receiver: 200 with an `ExportLogsServiceResponse`, 400/413 with
+a `google.rpc.Status`, or 503 while it is "overloaded". OTLP/gRPC (`grpc=True`): a grpcio server
+with the same policy, answering INVALID_ARGUMENT, RESOURCE_EXHAUSTED (no RetryInfo) or UNAVAILABLE.
+What it accepted is kept in order.
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ class RefusingReceiver:
     requests: int = 0
     statuses: list[int] = field(default_factory=list)
 
+    grpc: bool = False
+
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         receiver = self
+        if self.grpc:
+            self._start_grpc()
+            return
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -69,8 +76,36 @@ class RefusingReceiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
+    def _start_grpc(self) -> None:
+        import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+
+        receiver = self
+        codes = {400: grpc.StatusCode.INVALID_ARGUMENT, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 503: grpc.StatusCode.UNAVAILABLE}  # fmt: skip
+
+        class Servicer(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request, context):
+                status, payload = receiver.handle(request.SerializeToString())
+                if status != 200:
+                    message = status_pb2.Status()
+                    message.ParseFromString(payload)
+                    context.abort(codes[status], message.message)
+                response = ExportLogsServiceResponse()
+                response.ParseFromString(payload)
+                return response
+
+        from concurrent import futures
+
+        self.grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(Servicer(), self.grpc_server)
+        self.port = self.grpc_server.add_insecure_port("127.0.0.1:0")
+        self.grpc_server.start()
+
     @property
     def endpoint(self) -> str:
+        if self.grpc:
+            return f"http://127.0.0.1:{self.port}"
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def handle(self, body: bytes) -> tuple[int, bytes]:
@@ -105,5 +140,8 @@ class RefusingReceiver:
             return [path_of(r) for r in self.accepted]
 
     def close(self) -> None:
+        if self.grpc:
+            self.grpc_server.stop(0)
+            return
         self.server.shutdown()
         self.server.server_close()
