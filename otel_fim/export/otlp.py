@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +142,8 @@ class OtlpOutput:
         self._scope = sdk_logger.instrumentation_scope
         self._metrics = metrics
         self._transport = LogTransport(self._exporter)
-        self._reserved: dict[int, tuple[Event, int]] = {}  # id(event) -> (event, spool row)
+        self._reserved: dict[int, _Reserved] = {}  # id(event) -> its write-ahead record
+        self._uncommitted: list[_Reserved] = []  # reserved in this sensor batch, not yet committed
         self._reserved_lock = threading.Lock()
         self.pending_timeout = pending_timeout
         self.spool = Spool(
@@ -178,32 +180,47 @@ class OtlpOutput:
 
     def reserve(self, event: Event, matches: Sequence[Match]) -> None:
         """Write-ahead: called on the consumer thread as soon as the event matched, before plugins
-        enrich it. The record is committed now, marked `fim.plugin.status = incomplete` and not
-        sent; `emit` (after the plugins) replaces it with the enriched record. If the agent dies
-        in between, the next start sends the marked record (see `_recover_pending`)."""
+        enrich it. The record, marked `fim.plugin.status = incomplete`, is committed (not sent) at
+        the end of the sensor's batch, one transaction for the batch (`end_batch`); `emit`, after
+        the plugins, replaces it with the enriched record. If the agent dies in between, the next
+        start sends the marked record (see `_recover_pending`)."""
         record = log_record(event, matches)
         record["attributes"][INCOMPLETE_KEY] = "incomplete"
         payload = json.dumps(record, default=str, separators=(",", ":"))
-        try:
-            row_id = self.spool.put_pending(
-                payload, severity=int(record["severity_number"]), observed_ns=time.time_ns()
-            )
-        except Exception:
-            log.exception("otlp: cannot spool record %s ahead of enrichment", record.get("event_name"))
-            return  # `emit` will still try to spool the enriched record
+        entry = _Reserved(event, (payload, int(record["severity_number"]), time.time_ns()))
         with self._reserved_lock:
-            self._reserved[id(event)] = (event, row_id)
+            self._reserved[id(event)] = entry
+            self._uncommitted.append(entry)
+
+    def end_batch(self) -> None:
+        """Commit the batch's reservations (after each sensor poll, before the next)."""
+        with self._reserved_lock:
+            batch, self._uncommitted = self._uncommitted, []
+            if not batch:
+                return
+            try:
+                ids = self.spool.put_pending([e.row for e in batch])
+            except Exception:
+                log.exception("otlp: cannot spool %d records ahead of enrichment", len(batch))
+                for entry in batch:  # `emit` will spool the enriched records the usual way
+                    self._reserved.pop(id(entry.event), None)
+                return
+            for entry, row_id in zip(batch, ids, strict=True):
+                entry.row_id = row_id
 
     def emit(self, event: Event, matches: Sequence[Match], record: dict[str, Any]) -> None:
         with self._reserved_lock:
-            reserved = self._reserved.pop(id(event), None)
-        if reserved is not None and reserved[0] is event:
+            entry = self._reserved.pop(id(event), None)
+            if entry is not None and entry.event is event and entry.row_id is None:
+                self._uncommitted.remove(entry)  # not committed yet: the enriched record replaces it
+                entry = None
+        if entry is not None and entry.event is event and entry.row_id is not None:
             payload = json.dumps(record, default=str, separators=(",", ":"))
             try:
-                if self.spool.complete(reserved[1], payload):
+                if self.spool.complete(entry.row_id, payload):
                     return
             except Exception:
-                log.exception("otlp: cannot complete spooled record %d; it goes out unenriched", reserved[1])
+                log.exception("otlp: cannot complete spooled record %d; it goes out unenriched", entry.row_id)
                 return
         self.emit_record(record)
 
@@ -228,8 +245,6 @@ class OtlpOutput:
             "export_failures": self.export_failures,
         }
 
-    def end_batch(self) -> None:
-        pass  # every record is committed to the spool as it is emitted
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the receiver acknowledged everything spooled so far. True means delivered."""
@@ -238,6 +253,7 @@ class OtlpOutput:
 
     def close(self) -> None:
         """Deliver what can be delivered within `close_timeout`; the rest stays spooled for next start."""
+        self.end_batch()  # reservations never completed: kept, sent marked incomplete at next start
         self._stopping.set()
         self.spool.wake()
         self._sender.join(self.close_timeout)
@@ -329,7 +345,7 @@ class OtlpOutput:
         self.spool.release([r.id for r in rows])
         with self._reserved_lock:
             released = {r.id for r in rows}
-            self._reserved = {k: v for k, v in self._reserved.items() if v[1] not in released}
+            self._reserved = {k: v for k, v in self._reserved.items() if v.row_id not in released}
         log.warning(
             "otlp: %d record(s) spooled ahead of enrichment were never completed (agent killed, or a "
             "plugin took longer than %.0fs); sending them marked %s=incomplete",
@@ -413,6 +429,13 @@ class OtlpOutput:
                 time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(oldest / 1e9)),
                 self.spool.dropped_total,
             )
+
+
+@dataclass(slots=True)
+class _Reserved:
+    event: Event
+    row: tuple[str, int, int]  # payload, severity, observed_ns
+    row_id: int | None = None  # once committed
 
 
 def _severity_text(number: int) -> str:

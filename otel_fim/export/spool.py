@@ -129,27 +129,31 @@ class Spool:
 
     def put(self, payload: str, *, severity: int, observed_ns: int) -> int:
         """Store one record durably; returns how many records were evicted to make room."""
-        return self._insert(payload, severity, observed_ns, pending=False)[1]
+        return self._insert([(payload, severity, observed_ns)], pending=False)[1]
 
-    def put_pending(self, payload: str, *, severity: int, observed_ns: int) -> int:
-        """Store a record that is not ready to send (write-ahead: plugins still enrich it); returns
-        its id for `complete`. `recover_pending` makes it sendable if `complete` never comes."""
-        return self._insert(payload, severity, observed_ns, pending=True)[0]
+    def put_pending(self, records: Sequence[tuple[str, int, int]]) -> list[int]:
+        """Store records that are not ready to send (write-ahead: plugins still enrich them), given
+        as (payload, severity, observed_ns), in one transaction; returns their ids for `complete`.
+        `release` makes them sendable if `complete` never comes."""
+        return self._insert(records, pending=True)[0]
 
-    def _insert(self, payload: str, severity: int, observed_ns: int, *, pending: bool) -> tuple[int, int]:
-        size = len(payload.encode("utf-8", "surrogatepass"))
+    def _insert(self, records: Sequence[tuple[str, int, int]], *, pending: bool) -> tuple[list[int], int]:
         with self._lock:
             if self._closed:
                 raise SpoolError("spool is closed")
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row_id = self._db.execute(
-                    "INSERT INTO records (severity, observed_ns, size, payload, pending)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (severity, observed_ns, size, payload, int(pending)),
-                ).lastrowid
-                self._count += 1
-                self._bytes += size
+                row_ids = []
+                for payload, severity, observed_ns in records:
+                    size = len(payload.encode("utf-8", "surrogatepass"))
+                    row_id = self._db.execute(
+                        "INSERT INTO records (severity, observed_ns, size, payload, pending)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (severity, observed_ns, size, payload, int(pending)),
+                    ).lastrowid
+                    row_ids.append(int(row_id or 0))
+                    self._count += 1
+                    self._bytes += size
                 dropped = self._evict_over_bound()
                 self._db.execute("COMMIT")
             except BaseException:
@@ -161,7 +165,7 @@ class Spool:
             self.dropped_total += len(dropped)
             if self._on_drop is not None:
                 self._on_drop(dropped)
-        return int(row_id or 0), len(dropped)
+        return row_ids, len(dropped)
 
     def complete(self, row_id: int, payload: str) -> bool:
         """Replace a pending record by its final form and make it sendable; False if it is gone

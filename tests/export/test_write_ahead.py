@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from otel_fim.export.otlp import OtlpOutput
+from otel_fim.export.record import log_record
+from tests.factories import MATCHES, numbered_event
 from tests.support.agent_harness import start_agent, stop_agent
 from tests.support.otlp_receiver import Rotel
+from tests.support.refusing_receiver import RefusingReceiver, attribute, path_of
 
 N = 40
 # Opens N watched files for writing and keeps them open: the hash and diff plugins wait (up to
@@ -98,3 +102,49 @@ def test_sigkill_after_a_burst_delivers_every_matched_event(tmp_path: Path) -> N
     assert all(lg.attributes.get("security_rule.name") == "watched" for lg in ours)
     assert all("fim.plugin.hash.sha256" in lg.attributes or "fim.plugin.hash.skipped" in lg.attributes
                for lg in complete)  # fmt: skip
+
+
+def _output(receiver: RefusingReceiver, state: Path) -> OtlpOutput:
+    return OtlpOutput(endpoint=receiver.endpoint, protocol="http/protobuf", state_dir=state,
+                      backoff_initial=0.05, backoff_max=0.2, close_timeout=5)  # fmt: skip
+
+
+def test_reserved_then_enriched_is_sent_once_enriched(tmp_path: Path) -> None:
+    receiver = RefusingReceiver()
+    try:
+        out = _output(receiver, tmp_path)
+        early, late = numbered_event(1), numbered_event(2)
+        out.reserve(early, MATCHES)
+        out.reserve(late, MATCHES)
+        out.end_batch()  # committed, pending: not sent
+        assert out.spool.depth() == 2 and len(out.spool.pending()) == 2
+        early.extra = {"fim.plugin.hash": {"sha256": "ab"}}
+        out.emit(early, MATCHES, log_record(early, MATCHES))  # the plugins finished
+        third = numbered_event(3)
+        out.reserve(third, MATCHES)
+        out.emit(third, MATCHES, log_record(third, MATCHES))  # finished before the batch committed
+        out.end_batch()
+        assert wait_for(lambda: len(receiver.accepted) == 2)
+        got = {path_of(r): r for r in receiver.accepted}
+        assert set(got) == {"/etc/fim-test/file-1", "/etc/fim-test/file-3"}
+        assert attribute(got["/etc/fim-test/file-1"], "fim.plugin.hash.sha256") == "ab"
+        assert all(attribute(r, "fim.plugin.status") is None for r in receiver.accepted)
+        out.spool.close()  # "killed": `late` was never completed
+        out._abort.set()
+
+        again = _output(receiver, tmp_path)  # the next start sends it, marked
+        assert again.flush(10)
+        assert len(receiver.accepted) == 3
+        last = receiver.accepted[-1]
+        assert path_of(last) == "/etc/fim-test/file-2"
+        assert attribute(last, "fim.plugin.status") == "incomplete"
+        again.close()
+    finally:
+        receiver.close()
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.05)
+    return condition()
