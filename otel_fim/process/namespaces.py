@@ -7,10 +7,10 @@ opened through the writer's root, `/proc/<pid>/root`, with `openat2(RESOLVE_IN_R
 symlinks and `..` inside the container resolve inside the container, never to the host's files.
 
 Whose root: the writer's while it lives (a reused pid is caught by checking that the process is
-still in the event's container); when it has exited, another live process of the same container
-(same container id, found through /proc); when none is left, the content is unavailable and the
-caller says so (`ContentUnavailable.reason`) instead of reading another file. A host process that
-has exited is read at the path as given (the host's namespace), as before.
+still in the event's container, or still in none); when it has exited, another live process of
+the same container (same container id, found through /proc); when none is left, the content is
+unavailable and the caller says so (`ContentUnavailable.reason`) instead of reading another file.
+A host process that has exited is read at the path as given (the host's namespace), as before.
 """
 
 from __future__ import annotations
@@ -111,8 +111,8 @@ def writer_root(event: Event) -> Iterator[int | None]:
     container = event.container.id if event.container is not None else None
     pid = event.process.pid
     fd = _root_fd(pid)
-    if fd is not None and container is not None and _container_of(pid) != container:
-        os.close(fd)  # the pid now belongs to another process
+    if fd is not None and _container_of(pid) != container:
+        os.close(fd)  # the pid now belongs to another process (in or out of a container)
         fd = None
     if fd is None and container is not None:
         other = _container_pids.find(container)
