@@ -370,8 +370,8 @@ def parse_policy(
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         index = mark.index if mark is not None else 0
-        problem = e.problem or e.context or "invalid YAML"
-        return PolicyFile(filename, name), [doc.error(f"bad YAML: {problem}", index)]
+        what = e.problem or e.context or "invalid YAML"
+        return PolicyFile(filename, name), [doc.error(f"bad YAML: {what}", index)]
     except yaml.YAMLError as e:
         return PolicyFile(filename, name), [RuleError(f"bad YAML: {e}", filename)]
     reader = _Reader(doc, name, known_actions)
