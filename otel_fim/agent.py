@@ -31,11 +31,14 @@ from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import Plugins, load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
 from otel_fim.rules.errors import RuleError
+from otel_fim.scan.service import ScanService
 
 log = logging.getLogger("otel_fim")
 
 # How often watched files and directories are stat()ed again for the inode approvers.
 INODE_REFRESH_S = 5.0
+# How often the kernel's `lost` counters are read for coverage gaps (otel_fim.scan).
+LOST_CHECK_S = 1.0
 
 
 def add_run_command(sub: argparse._SubParsersAction) -> None:
@@ -131,7 +134,13 @@ class StopFlag:
         self.event.set()
 
 
-def reload_rules(config: AgentConfig, plugins: Plugins, pipeline: Pipeline, sensor: Sensor) -> bool:
+def reload_rules(
+    config: AgentConfig,
+    plugins: Plugins,
+    pipeline: Pipeline,
+    sensor: Sensor,
+    scans: ScanService | None = None,
+) -> bool:
     """Load the policy files again; on any error keep the rules in force (a typo in a policy must
     not blind the agent). The kernel filter is rebuilt, which makes every discarder stale."""
     if not config.rules:
@@ -146,6 +155,8 @@ def reload_rules(config: AgentConfig, plugins: Plugins, pipeline: Pipeline, sens
     if sensor.filter is not None:
         sensor.filter.apply(ruleset)
     plugins.rules_loaded(ruleset)
+    if scans is not None:
+        scans.rules_changed(ruleset)
     log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(config.rules))
     return True
 
@@ -249,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     process_context.drain_each_event = False
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
+    scans = ScanService(config.scan, config.state_dir) if config.scan.enabled else None
     try:
         sensor.start()
     except SensorError as exc:
@@ -265,6 +277,10 @@ def run(args: argparse.Namespace) -> int:
             for line in sensor.filter.describe():
                 log.debug("kernel filter: %s", line)
             export.attach(sensor, pipeline)
+            if scans is not None:  # after attaching: a change during the scan is seen live too
+                pipeline.on_unmatched.append(scans.observe)
+                pipeline.on_emitted.append(scans.observe)
+                scans.start(ruleset)
             if ready_file:
                 ready_file.write_text(f"{sensor.attached_count()}\n")
             log.info(
@@ -278,14 +294,21 @@ def run(args: argparse.Namespace) -> int:
                 stop,
                 config.duration,
                 config.status_interval,
-                reload=lambda: reload_rules(config, plugins, pipeline, sensor),
+                reload=lambda: reload_rules(config, plugins, pipeline, sensor, scans),
+                tick=scan_tick(scans, sensor, pipeline) if scans is not None else None,
             )
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
+            if scans is not None:
+                scans.stop()  # after the flush: every reported file is in the baseline
             pipeline.end_batch()
             stats = stats_snapshot(sensor, pipeline)
+            if scans is not None:
+                stats["scan"] = scans.snapshot()
             export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
+        if scans is not None:
+            scans.stop()
         export.shutdown_metrics()
         pipeline.close()
         if ready_file:
@@ -295,6 +318,22 @@ def run(args: argparse.Namespace) -> int:
         if config.stats_file:
             Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
+
+
+def scan_tick(scans: ScanService, sensor: Sensor, pipeline: Pipeline) -> Callable[[], None]:
+    """Once per poll: hand scan findings to the rules; every LOST_CHECK_S, tell the scan service
+    the kernel's lost total (a rise is a coverage gap, repaired by a scan)."""
+    next_check = 0.0
+
+    def tick() -> None:
+        nonlocal next_check
+        scans.deliver(pipeline.report, pipeline.emit_record)
+        now = time.monotonic()
+        if now >= next_check:
+            next_check = now + LOST_CHECK_S
+            scans.kernel_lost(sum(n for (name, _), n in sensor.counters().items() if name == "lost"))
+
+    return tick
 
 
 def drain(sensor: Sensor, seconds: float = 10.0) -> None:
@@ -312,12 +351,15 @@ def poll_until_stopped(
     duration: float | None,
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
+    tick: Callable[[], None] | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
+        if tick is not None:
+            tick()
         pipeline.end_batch()
         if stop.reload.is_set():
             stop.reload.clear()

@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
+from otel_fim.scan.settings import ScanConfig
 
 DEFAULT_STATE_DIR = "/var/lib/otel-fim"
 
@@ -79,6 +80,7 @@ class AgentConfig:
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)  # baseline and scans (otel_fim.scan)
     source: str | None = None  # the file this came from (not a key)
 
     def effective_outputs(self) -> list[str]:
@@ -127,10 +129,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
     "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
-    "backlog_mib",
+    "backlog_mib", "scan.hash_max_bytes",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
-_NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
+_NON_NEGATIVE = {
+    "status_interval", "otlp.close_timeout", "scan.interval", "scan.bytes_per_s", "scan.files_per_s",
+}  # fmt: skip
 
 
 def load_config(path: str | Path) -> AgentConfig:
@@ -263,6 +267,9 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--otlp-insecure", action="store_true", default=None, help="gRPC without TLS")
     g.add_argument("--metrics-interval", type=float, metavar="SECONDS", help="metric export interval")
     g.add_argument("--no-metrics", action="store_true", default=None, help="do not export metrics")
+    s = parser.add_argument_group("baseline and scans (otel_fim.scan)")
+    s.add_argument("--scan-interval", type=float, metavar="SECONDS", help="periodic scans (default 0: none)")
+    s.add_argument("--no-scan", action="store_true", default=None, help="no baseline, no scans")
 
 
 # CLI attribute -> config attribute path. Top-level fields with the same name map themselves.
@@ -272,6 +279,7 @@ _CLI_MAP = {
     "otlp_timeout": "otlp.timeout",
     "otlp_insecure": "otlp.insecure",
     "metrics_interval": "otlp.metrics_interval",
+    "scan_interval": "scan.interval",
 }
 _LIST_FLAGS = {"rules", "outputs", "output"}
 
@@ -282,10 +290,11 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         config,
         otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
         plugins=dataclasses.replace(config.plugins),
+        scan=dataclasses.replace(config.scan),
     )
     given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
     for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "source"):
+        if name in given and name not in ("otlp", "plugins", "scan", "source"):
             value = given[name]
             setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
     if "output" in given:  # argparse's `--output` (append) lands in `output`
@@ -298,6 +307,8 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         merged.otlp.headers = {**merged.otlp.headers, **_parse_headers(given["otlp_header"])}
     if given.get("no_metrics"):
         merged.otlp.metrics = False
+    if given.get("no_scan"):
+        merged.scan.enabled = False
     return merged
 
 

@@ -105,6 +105,31 @@ class Pipeline:
         self.counters.rule_matches.update(m.rule_id for m in matches)
         self._emit(event, matches)
 
+    def report(self, event: Event) -> bool:
+        """An event that did not come from the kernel (a scan finding, otel_fim.scan): judged by the
+        same rules and emitted the same way, but with no process to enrich and nothing for the
+        kernel filter to learn. True when it was emitted."""
+        self.counters.evaluated[event.type] += 1
+        matches = self.ruleset.evaluate(event) if self.ruleset is not None else []
+        if self.ruleset is not None and not matches:
+            return False
+        if matches:
+            self.counters.matched[event.type] += 1
+            self.counters.rule_matches.update(m.rule_id for m in matches)
+        self._emit(event, matches)
+        return True
+
+    def emit_record(self, record: dict[str, Any]) -> None:
+        """A record about the agent itself (coverage gap, scan summary, canary alarm): no event,
+        no rules; every output gets it as it gets a detection (`emit` with event None)."""
+        with self._emit_lock:
+            for output in self.outputs:
+                try:
+                    output.emit(None, (), record)  # type: ignore[arg-type]
+                except Exception:
+                    self.counters.output_errors += 1
+                    log.exception("output %r failed for the agent record %s", output, record["event_name"])
+
     @property
     def ruleset(self) -> Evaluator | None:
         return self._ruleset

@@ -30,6 +30,8 @@ from otel_fim.event import (
 )
 from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
+from otel_fim.scan.findings import describe as describe_finding
+from otel_fim.scan.findings import is_scan
 
 # OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21.
 SEVERITY_NUMBER = {"info": 9, "low": 12, "medium": 13, "high": 17, "critical": 21}
@@ -159,6 +161,13 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
         attrs["fim.file.device"] = event.file.dev
     if event.file.mount_id:
         attrs["fim.file.mount_id"] = event.file.mount_id
+    if is_scan(event):  # a scan finding: no process is known (otel_fim.scan.findings)
+        attrs.update({"fim.event.type": event.type.value, "fim.syscall": event.syscall, "fim.retval": 0})
+        attrs.update(_details_attributes(event))
+        if matches:
+            _add_shared(attrs, _matched(matches).attributes)
+        _add_extra(attrs, event)
+        return attrs
     attrs.update(
         {
             "process.pid": p.pid,
@@ -188,10 +197,14 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     attrs.update(_details_attributes(event))
     if matches:
         _add_shared(attrs, _matched(matches).attributes)
+    _add_extra(attrs, event)
+    return attrs
+
+
+def _add_extra(attrs: dict[str, Any], event: Event) -> None:
     for namespace, values in event.extra.items():
         if isinstance(values, dict):
             attrs.update({f"{namespace}.{k}": v for k, v in values.items()})
-    return attrs
 
 
 def _add_shared(attrs: dict[str, Any], shared: dict[str, Any]) -> None:
@@ -316,6 +329,9 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
 
 def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     """One human line: what happened to which file, by whom, and which rules fired."""
+    if is_scan(event):
+        line = describe_finding(event, _escaped_parts(event.file)[0])
+        return line + _matched(matches).rules if matches else line
     p = event.process
     what = f"{event.type.value} {_escaped_parts(event.file)[0]}"
     d = event.details

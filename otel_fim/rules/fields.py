@@ -186,3 +186,4 @@ _register_builtins()
 
 # Process-context fields (process.file.path, process.ancestors.*, ...) are part of the language.
 import otel_fim.process.fields  # noqa: E402,F401
+import otel_fim.scan.fields  # noqa: E402,F401 - scan.change
