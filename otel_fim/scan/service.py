@@ -101,6 +101,9 @@ class ScanService:
                 "scan: rules on %s name files only by basename or pattern; those are not in the baseline",
                 ", ".join(self._watched.uncovered),
             )
+        if not self._watched.roots():
+            log.info("scan: the rules name no file by path; no baseline is kept")
+            return
         self._store = BaselineStore(self.state_dir)
         last_seen = self._store.meta("last_seen_ns")
         first = self._store.meta("generation") is None
@@ -278,7 +281,7 @@ class ScanService:
             request.reason, stats.files, stats.hashed, stats.bytes_read / 2**20, stats.findings,
             stats.added_quietly, seconds, throttle.slept,
         )  # fmt: skip
-        if request.reason in ("baseline", "startup", "repair", "resync"):
+        if request.reason in ("startup", "repair", "resync"):  # the first run has nothing to say
             self._put(summary_record(request, stats, seconds, window))
         with self._lock:
             self._scanning = False
@@ -335,13 +338,10 @@ def summary_record(
     request: Request, stats: ScanStats, seconds: float, window: tuple[int | None, int]
 ) -> dict[str, Any]:
     since = iso(window[0]) if window[0] is not None else "an unknown time"
-    if request.reason == "baseline":
-        body = f"baseline taken: {stats.files} watched files recorded (first run: nothing to compare with)"
-    else:
-        body = (
-            f"{request.reason} scan: {stats.files} watched files compared with the baseline for changes "
-            f"between {since} and {iso(window[1])}: {stats.findings} found"
-        )
+    body = (
+        f"{request.reason} scan: {stats.files} watched files compared with the baseline for changes "
+        f"between {since} and {iso(window[1])}: {stats.findings} found"
+    )
     attrs: dict[str, Any] = {
         "fim.scan.reason": request.reason, "fim.scan.files": stats.files,
         "fim.scan.findings": stats.findings, "fim.scan.duration_s": round(seconds, 3),

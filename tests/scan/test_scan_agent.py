@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from otel_fim.scan.baseline import BaselineStore
 from tests.agent_harness import records, start_agent, stop_agent, wait_records
 
 
@@ -25,14 +26,34 @@ def policy(tmp_path: Path, watched: Path) -> Path:
     return rules
 
 
+def scanned(out: Path, state: Path, first: bool, timeout: float = 60) -> None:
+    """Wait for the start-up scan: its record, or on a first run (no record) the baseline's roots,
+    written when the first scan completed."""
+    if not first:
+        done = wait_records(out, lambda r: r["event_name"] == "otel_fim.scan.completed", timeout=timeout)
+        assert done, "the start-up scan did not report"
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (state / "baseline.sqlite").exists():
+            store = BaselineStore(state)
+            try:
+                if store.roots():
+                    return
+            finally:
+                store.close()
+        time.sleep(0.1)
+    pytest.fail("the baseline was not taken")
+
+
 def run_once(tmp_path: Path, name: str, rules: Path, state: Path, during=None) -> list[dict]:
-    """One agent run (its own jsonl) until its start-up scan reported; returns its records."""
+    """One agent run (its own jsonl) until its start-up scan is done; returns its records."""
     run = tmp_path / name
     run.mkdir()
+    first = not (state / "baseline.sqlite").exists()
     proc, out = start_agent(run, "--rules", str(rules), "--state-dir", str(state))
     try:
-        done = wait_records(out, lambda r: r["event_name"] == "otel_fim.scan.completed", timeout=30)
-        assert done, "the start-up scan did not report"
+        scanned(out, state, first)
         if during is not None:
             during(out)
     finally:
@@ -57,10 +78,10 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     rules, state = policy(tmp_path, watched), tmp_path / "state"
 
     first = run_once(tmp_path, "run1", rules, state)
-    (summary,) = [r for r in first if r["event_name"] == "otel_fim.scan.completed"]
-    assert summary["attributes"]["fim.scan.reason"] == "baseline"
-    assert summary["attributes"]["fim.scan.files"] == 4
-    assert findings(first) == {}
+    assert first == []  # the first run only records the baseline
+    store = BaselineStore(state)
+    assert store.count() == 4
+    store.close()
 
     # the agent is down: change things
     down_at = time.time_ns()
@@ -89,6 +110,10 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     assert attrs["fim.scan.previous.sha256"] != attrs["fim.scan.current.sha256"]
     assert attrs["fim.scan.window.end"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(down_at / 1e9))
     assert "found by a startup scan" in modified["body"]
+    # the diff plugin kept its copy across the restart: the finding says what changed
+    assert attrs["fim.plugin.diff.status"] == "modified"
+    assert "+PermitRootLogin yes" in attrs["fim.plugin.diff.unified"]
+    assert got[("deleted", str(watched / "gone"))]["attributes"]["fim.plugin.diff.status"] == "deleted"
     setuid = got[("mode_changed", str(watched / "binary"))]
     assert setuid["event_name"] == "otel_fim.file.chmod"
     assert set(setuid["attributes"]["fim.rule.ids"]) == {"watched_changed", "setuid_added"}
@@ -133,6 +158,10 @@ def test_unwatched_changes_are_not_findings(tmp_path):
     assert findings(second) == {}
 
 
+def is_repair_summary(r: dict) -> bool:
+    return r["attributes"].get("fim.scan.reason") == "repair" and "fim.scan.files" in r["attributes"]
+
+
 @pytest.mark.kernel
 def test_lost_events_start_a_repair_scan(tmp_path):
     """A burst the agent cannot keep (a one-page kernel buffer, a 1 MiB backlog) loses events; the
@@ -156,16 +185,13 @@ def test_lost_events_start_a_repair_scan(tmp_path):
         "1",
     )
     try:
-        assert wait_records(out, lambda r: r["event_name"] == "otel_fim.scan.completed", timeout=60)
+        scanned(out, state, first=True)
         for i, f in enumerate(files):
             with open(f, "w") as fh:
                 fh.write(f"after {i}\n")
         gap = wait_records(out, lambda r: r["event_name"] == "otel_fim.coverage.gap", timeout=60)
         assert gap, "no coverage gap reported"
-        repair = wait_records(
-            out, lambda r: r["attributes"].get("fim.scan.reason") == "repair" and "fim.scan.files" in r["attributes"],
-            timeout=120,
-        )  # fmt: skip
+        repair = wait_records(out, is_repair_summary, timeout=120)
         assert repair, "no repair scan"
     finally:
         stop_agent(proc)
