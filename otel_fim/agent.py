@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from otel_fim.canary.probe import Canary, write_policy
 from otel_fim.config import AgentConfig, ConfigError, add_config_arguments, load_config, merge_cli
 from otel_fim.event import Event
 from otel_fim.export.outputs import OutputSpecError
@@ -232,7 +233,10 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    canary_on = config.canary.enabled and bool(config.rules)  # no rules: every event is reported
     try:
+        if canary_on:  # the built-in rule the canary's file change must match (kept on reload)
+            config.rules = [*config.rules, str(write_policy(config.state_dir))]
         plugins = load_plugins(config)  # before the rules: plugins add rule fields and actions
         ruleset = load_rules(config.rules, plugins.known_actions())
         export = build_export(config)
@@ -261,6 +265,14 @@ def run(args: argparse.Namespace) -> int:
     ready_file = Path(config.ready_file) if config.ready_file else None
     stats: dict[str, Any] | None = None
     scans = ScanService(config.scan, config.state_dir) if config.scan.enabled else None
+    canary = None
+    if canary_on:
+        delivering = [o for o in export.outputs if hasattr(o, "delivering")]
+        canary = Canary(config.canary, config.state_dir, pipeline.emit_record, delivering)  # type: ignore[arg-type]
+        pipeline.on_emitted.append(canary.arrived)
+        if export.metrics is not None:
+            export.metrics.canary_latency = lambda: canary.latency
+            export.metrics.coverage = lambda: canary.coverage
     try:
         sensor.start()
     except SensorError as exc:
@@ -281,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
                 pipeline.on_unmatched.append(scans.observe)
                 pipeline.on_emitted.append(scans.observe)
                 scans.start(ruleset)
+            if canary is not None:
+                canary.start()
             if ready_file:
                 ready_file.write_text(f"{sensor.attached_count()}\n")
             log.info(
@@ -296,7 +310,10 @@ def run(args: argparse.Namespace) -> int:
                 config.status_interval,
                 reload=lambda: reload_rules(config, plugins, pipeline, sensor, scans),
                 tick=scan_tick(scans, sensor, pipeline) if scans is not None else None,
+                status_suffix=canary.warning if canary is not None else None,
             )
+            if canary is not None:
+                canary.stop()
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
             if scans is not None:
@@ -305,8 +322,12 @@ def run(args: argparse.Namespace) -> int:
             stats = stats_snapshot(sensor, pipeline)
             if scans is not None:
                 stats["scan"] = scans.snapshot()
+            if canary is not None:
+                stats["canary"] = canary.snapshot()
             export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
+        if canary is not None:
+            canary.stop()
         if scans is not None:
             scans.stop()
         export.shutdown_metrics()
@@ -314,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
         if ready_file:
             ready_file.unlink(missing_ok=True)
     if stats is not None:
-        print(status_line(stats), file=sys.stderr)
+        print(status_line(stats) + (canary.warning() if canary is not None else ""), file=sys.stderr)
         if config.stats_file:
             Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
@@ -352,6 +373,7 @@ def poll_until_stopped(
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
     tick: Callable[[], None] | None = None,
+    status_suffix: Callable[[], str] | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
@@ -371,5 +393,6 @@ def poll_until_stopped(
         if deadline is not None and now >= deadline:
             break
         if next_status is not None and now >= next_status:
-            print(status_line(stats_snapshot(sensor, pipeline)), file=sys.stderr, flush=True)
+            suffix = status_suffix() if status_suffix is not None else ""
+            print(status_line(stats_snapshot(sensor, pipeline)) + suffix, file=sys.stderr, flush=True)
             next_status = now + status_interval

@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from otel_fim.canary.settings import CanaryConfig
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 from otel_fim.scan.settings import ScanConfig
@@ -81,6 +82,7 @@ class AgentConfig:
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)  # baseline and scans (otel_fim.scan)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)  # proven liveness (otel_fim.canary)
     source: str | None = None  # the file this came from (not a key)
 
     def effective_outputs(self) -> list[str]:
@@ -129,7 +131,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
     "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
-    "backlog_mib", "scan.hash_max_bytes",
+    "backlog_mib", "scan.hash_max_bytes", "canary.interval", "canary.deadline",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {
@@ -270,6 +272,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     s = parser.add_argument_group("baseline and scans (otel_fim.scan)")
     s.add_argument("--scan-interval", type=float, metavar="SECONDS", help="periodic scans (default 0: none)")
     s.add_argument("--no-scan", action="store_true", default=None, help="no baseline, no scans")
+    s.add_argument("--no-canary", action="store_true", default=None, help="no liveness canary")
 
 
 # CLI attribute -> config attribute path. Top-level fields with the same name map themselves.
@@ -291,10 +294,11 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
         plugins=dataclasses.replace(config.plugins),
         scan=dataclasses.replace(config.scan),
+        canary=dataclasses.replace(config.canary),
     )
     given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
     for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "scan", "source"):
+        if name in given and name not in ("otlp", "plugins", "scan", "canary", "source"):
             value = given[name]
             setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
     if "output" in given:  # argparse's `--output` (append) lands in `output`
@@ -309,6 +313,8 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         merged.otlp.metrics = False
     if given.get("no_scan"):
         merged.scan.enabled = False
+    if given.get("no_canary"):
+        merged.canary.enabled = False
     return merged
 
 

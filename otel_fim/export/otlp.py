@@ -150,6 +150,7 @@ class OtlpOutput:
         self.backoff_max = backoff_max
         self.close_timeout = close_timeout
         self.delivered = 0
+        self.last_delivered_ns = 0  # wall clock of the last acknowledged export (the canary asks)
         self.export_failures = 0
         self._last_drop_log = 0.0
         self._stopping = threading.Event()  # close(): drain what we can, then stop
@@ -175,6 +176,11 @@ class OtlpOutput:
 
     def end_batch(self) -> None:
         pass  # every record is committed to the spool as it is emitted
+
+    def delivering(self, since_ns: int) -> bool:
+        """For the liveness canary: the receiver acknowledged an export since `since_ns`, or
+        nothing is waiting (a wedged or unreachable receiver leaves records spooled)."""
+        return self.last_delivered_ns >= since_ns or self.spool.depth() == 0
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the receiver acknowledged everything spooled so far. True means delivered."""
@@ -217,6 +223,7 @@ class OtlpOutput:
                 failures = 0
                 self.spool.ack([r.id for r in batch])
                 self.delivered += len(batch)
+                self.last_delivered_ns = time.time_ns()
                 continue
             failures += 1
             self.export_failures += 1
