@@ -141,6 +141,7 @@ def reload_rules(
     pipeline: Pipeline,
     sensor: Sensor,
     scans: ScanService | None = None,
+    builtin: Sequence[str] = (),
 ) -> bool:
     """Load the policy files again; on any error keep the rules in force (a typo in a policy must
     not blind the agent). The kernel filter is rebuilt, which makes every discarder stale."""
@@ -148,7 +149,7 @@ def reload_rules(
         log.info("rule reload: no rules configured, every event is still reported")
         return False
     try:
-        ruleset = load_rules(config.rules, plugins.known_actions())
+        ruleset = load_rules([*config.rules, *builtin], plugins.known_actions())
     except (RuleError, OSError, ValueError) as exc:
         log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
         return False
@@ -158,7 +159,8 @@ def reload_rules(
     plugins.rules_loaded(ruleset)
     if scans is not None:
         scans.rules_changed(ruleset)
-    log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(config.rules))
+    # `builtin`: policy files of one rule each (the canary's), not counted as the user's
+    log.info("rules reloaded: %d rules from %s", len(ruleset) - len(builtin), ", ".join(config.rules))
     return True
 
 
@@ -234,11 +236,12 @@ def run(args: argparse.Namespace) -> int:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     canary_on = config.canary.enabled and bool(config.rules)  # no rules: every event is reported
+    builtin: list[str] = []  # built-in policies, loaded with the user's (and again on reload)
     try:
-        if canary_on:  # the built-in rule the canary's file change must match (kept on reload)
-            config.rules = [*config.rules, str(write_policy(config.state_dir))]
+        if canary_on:  # the rule the canary's file change must match
+            builtin.append(str(write_policy(config.state_dir)))
         plugins = load_plugins(config)  # before the rules: plugins add rule fields and actions
-        ruleset = load_rules(config.rules, plugins.known_actions())
+        ruleset = load_rules([*config.rules, *builtin], plugins.known_actions())
         export = build_export(config)
     except (OutputSpecError, OSError, ValueError, RuleError) as exc:  # bad input: say what and where
         print(f"otel-fim: {exc}", file=sys.stderr)
@@ -308,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
                 stop,
                 config.duration,
                 config.status_interval,
-                reload=lambda: reload_rules(config, plugins, pipeline, sensor, scans),
+                reload=lambda: reload_rules(config, plugins, pipeline, sensor, scans, builtin),
                 tick=scan_tick(scans, sensor, pipeline) if scans is not None else None,
                 status_suffix=canary.warning if canary is not None else None,
             )

@@ -186,7 +186,9 @@ def test_package_owner_conffile_digest_and_manager(tmp_path):
     assert [m.rule_id for m in ruleset.evaluate(make_event("/usr/bin/tool"))] == ["a"]
     assert not ruleset.evaluate(dpkg_event)
     assert ruleset.approvers(EventType.OPEN).accept_all  # plugin fields are unknown to the kernel
-    assert plugins.infos["package"].fields == ["package.name", "package.by_manager"]
+    assert plugins.infos["package"].fields == [
+        "package.name", "package.by_manager", "package.provenance", "package.verified",
+    ]  # fmt: skip
 
 
 def test_package_digest_match_tells_tampering_apart(tmp_path):
