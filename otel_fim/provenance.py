@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,17 @@ def read_md5sums(path: Path) -> dict[str, str]:
 class FreshDigests:
     """dpkg's digests including what changed since the start-up index (see module doc)."""
 
-    def __init__(self, admindir: Path, indexed: Callable[[], dict[str, str]], built_ns: Callable[[], int]):
+    def __init__(
+        self,
+        admindir: Path,
+        indexed: Callable[[], dict[str, str]],
+        built_ns: Callable[[], int],
+        wait_ready: Callable[[], object] = lambda: None,
+    ) -> None:
         self.admindir = admindir
+        # Blocks until the index is built (once, at most its build time, only when a package
+        # manager writes in the agent's first seconds): without it every digest looks unknown.
+        self.wait_ready = wait_ready
         self.indexed = indexed  # path -> md5 from the index built at start (or last rebuild)
         self.built_ns = built_ns  # when that index was built (wall clock ns)
         self._recent: dict[str, str] = {}
@@ -96,6 +106,7 @@ class FreshDigests:
 
     def expected(self, path: str) -> str | None:
         keys = [path] + ([t] if (t := usr_twin(path)) else [])
+        self.wait_ready()
         staging = read_md5sums(self.admindir / "tmp.ci" / "md5sums")  # the package being unpacked
         for key in keys:
             if key in staging:
@@ -112,14 +123,16 @@ class FreshDigests:
         return None
 
     def _refresh_recent(self) -> None:
-        """Read the md5sums files written since the index was built (only when the info
-        directory changed: dpkg renames each new one into it)."""
+        """Read the md5sums files put in place since the index was built: dpkg renames each new
+        one into the info directory, which changes the directory's mtime and the file's ctime
+        (its mtime is the package's, from the archive). Timestamps have the kernel's coarse
+        (tick) resolution, so a directory changed in the last seconds is read again anyway."""
         info = self.admindir / "info"
         try:
             mtime = info.stat().st_mtime_ns
         except OSError:
             return
-        if mtime == self._dir_mtime:
+        if mtime == self._dir_mtime and time.time_ns() - mtime > 2_000_000_000:
             return
         self._dir_mtime = mtime
         since = self.built_ns()
@@ -131,7 +144,7 @@ class FreshDigests:
             if not entry.name.endswith(".md5sums"):
                 continue
             try:
-                changed = entry.stat().st_mtime_ns
+                changed = entry.stat().st_ctime_ns
             except OSError:
                 continue
             if changed >= since and self._files.get(entry.name) != changed:

@@ -174,6 +174,7 @@ def otel_fim_startup(plugin_config):
         index.admindir,
         lambda: index.md5 if index.ready.is_set() else {},
         lambda: index.built_ns,
+        lambda: index.ready.wait(30),
     )
     global _provenance
     _provenance = Provenance(digests, list(_settings["manager_executables"]), _settings["verify_max_bytes"])
