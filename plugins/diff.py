@@ -275,6 +275,8 @@ def otel_fim_enrich(event, matches):
     wait_for_writer(event, path, _settings["settle_seconds"])
     with _baselines.lock:
         before = _baselines.load(path)
+        if _scan_change(event) == "created":
+            before = None  # found by a scan: the copy taken at start-up is already the new file
         if before is None and event.type is EventType.RENAME:
             before = _baselines.load(event.file.path)  # the content moved here from the old name
         if event.type is EventType.RENAME and event.file.path != path:
@@ -286,6 +288,11 @@ def otel_fim_enrich(event, matches):
             return {"status": now}
         _baselines.save(path, now)
     return describe(path, before, now)
+
+
+def _scan_change(event) -> str | None:
+    found = event.extra.get("fim.scan")  # a scan finding (otel_fim.scan.findings)
+    return found.get("change") if isinstance(found, dict) else None
 
 
 def _deleted(path: str) -> dict[str, Any] | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -104,7 +105,11 @@ class ScanService:
         if not self._watched.roots():
             log.info("scan: the rules name no file by path; no baseline is kept")
             return
-        self._store = BaselineStore(self.state_dir)
+        try:
+            self._store = BaselineStore(self.state_dir)
+        except (OSError, sqlite3.Error) as exc:  # live detection goes on without the baseline
+            log.error("scan: cannot open the baseline in %s (%s); no scans this run", self.state_dir, exc)
+            return
         last_seen = self._store.meta("last_seen_ns")
         first = self._store.meta("generation") is None
         self.request("baseline" if first else "startup", last_seen)

@@ -114,6 +114,9 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     assert attrs["fim.plugin.diff.status"] == "modified"
     assert "+PermitRootLogin yes" in attrs["fim.plugin.diff.unified"]
     assert got[("deleted", str(watched / "gone"))]["attributes"]["fim.plugin.diff.status"] == "deleted"
+    created = got[("created", str(watched / "new"))]["attributes"]
+    assert created["fim.plugin.diff.status"] == "created"
+    assert "+dropped in" in created["fim.plugin.diff.unified"]
     setuid = got[("mode_changed", str(watched / "binary"))]
     assert setuid["event_name"] == "otel_fim.file.chmod"
     assert set(setuid["attributes"]["fim.rule.ids"]) == {"watched_changed", "setuid_added"}
