@@ -12,7 +12,7 @@ from otel_fim.event import EventType
 from otel_fim.export.record import summary
 from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
-from otel_fim.rules.recorded import RecordError, event_from_record
+from otel_fim.rules.recorded import AgentRecord, RecordError, event_from_record
 from otel_fim.rules.ruleset import RuleSet
 
 DEFAULT_PATHS = ["rules/"]
@@ -137,6 +137,8 @@ def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 continue
             try:
                 event = event_from_record(json.loads(line))
+            except AgentRecord:
+                continue  # the agent's own records (coverage gaps, scans, canary) are not events
             except (json.JSONDecodeError, RecordError) as e:
                 print(f"{args.events}:{lineno}: skipped: {e}", file=sys.stderr)
                 bad += 1

@@ -60,6 +60,10 @@ def _int(value: Any, default: int | None = None, base: int = 10) -> int | None:
         raise RecordError(f"expected a number, got {value!r}") from None
 
 
+class AgentRecord(RecordError):
+    """A record about the agent itself (coverage gap, scan summary, canary): no event to replay."""
+
+
 def _file(attrs: Mapping[str, Any], prefix: str) -> FileInfo:
     return FileInfo(
         path=unescape_name(str(attrs.get(f"{prefix}.path", ""))),
@@ -105,6 +109,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
     try:
         event_type = EventType(attrs["fim.event.type"])
     except KeyError:
+        name = record.get("event_name")
+        if isinstance(name, str) and not name.startswith("otel_fim.file."):  # gap, scan summary, canary
+            raise AgentRecord(f"{name} is a record about the agent, not a file event") from None
         raise RecordError("no 'fim.event.type' attribute") from None
     except ValueError:
         raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
@@ -120,10 +127,13 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         comm=unescape_name(str(attrs.get("process.executable.name", ""))),
         cgroup_id=_int(attrs.get("fim.process.cgroup_id"), 0) or 0,
     )
+    scan = {k[len("fim.scan.") :]: v for k, v in attrs.items() if k.startswith("fim.scan.")}
+    if "change" in scan:  # a scan finding (otel_fim.scan.findings): no process was known
+        process.uid = process.gid = process.euid = -1
     container = None
     if "container.id" in attrs:
         container = ContainerInfo(str(attrs["container.id"]), str(attrs.get("container.runtime.name", "")))
-    return Event(
+    event = Event(
         type=event_type,
         syscall=str(attrs.get("fim.syscall", event_type.value)),
         timestamp_ns=_int(record.get("timestamp"), 0) or 0,
@@ -133,3 +143,6 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         details=_details(event_type, attrs),
         container=container,
     )
+    if "change" in scan:
+        event.extra["fim.scan"] = scan
+    return event

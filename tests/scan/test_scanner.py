@@ -142,3 +142,28 @@ def test_throttle_limits_the_file_rate(tmp_path):
     list(Scan(store, WatchedSet(ancestor_dirs=frozenset({str(d)})), throttle, 1 << 20).run())
     assert time.monotonic() - started >= 1.4  # 260 files at 100/s after a burst of 100
     assert throttle.slept > 1.0
+
+
+def test_a_finding_record_replays_with_its_marker(tmp_path):
+    """`otel-fim rules test` on the jsonl output: a finding comes back as a finding."""
+    from otel_fim.export.record import log_record
+    from otel_fim.rules.recorded import RecordError, event_from_record
+    from otel_fim.scan.service import Gap, gap_record
+
+    d, watched = tree(tmp_path)
+    store = BaselineStore(tmp_path / "state")
+    scan(store, watched, report=False)
+    os.chmod(d / "c", 0o4755)
+    (finding,) = Scan(store, watched, Throttle(0, 0), 1 << 20).run()
+    record = log_record(to_event(finding, "startup", (None, 2_000_000_000)))
+    assert "process.pid" not in record["attributes"]
+    assert record["body"].startswith(f"mode_changed {d / 'c'} (found by a startup scan")
+    event = event_from_record(record)
+    assert event.extra["fim.scan"]["change"] == "mode_changed" and event.process.uid == -1
+    assert event.details.mode == 0o4755
+    try:
+        event_from_record(gap_record(Gap(1, 2, 3)))
+    except RecordError as e:
+        assert "otel_fim.coverage.gap is a record about the agent" in str(e)
+    else:
+        raise AssertionError("an agent record is no file event")
