@@ -320,7 +320,9 @@ def run(args: argparse.Namespace) -> int:
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
             if scans is not None:
-                scans.stop()  # after the flush: every reported file is in the baseline
+                scans.stop()  # after the flush: reads every file a reported event touched
+                if scans.drain(pipeline.report, pipeline.emit_record):  # findings not yet reported
+                    pipeline.flush()
             pipeline.end_batch()
             stats = stats_snapshot(sensor, pipeline)
             if scans is not None:

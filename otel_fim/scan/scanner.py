@@ -12,7 +12,7 @@ import enum
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from otel_fim.scan.baseline import BaselineStore, Entry
@@ -46,6 +46,7 @@ class ScanStats:
     findings: int = 0
     added_quietly: int = 0  # new to the baseline (a new rule, or the first scan): not reported
     dropped_quietly: int = 0  # no longer watched
+    interrupted: bool = False  # the agent stopped first: the rest is for the next scan
 
 
 def read_entry(path: str, throttle: Throttle, hash_max_bytes: int, stats: ScanStats) -> Entry | None:
@@ -123,6 +124,7 @@ class Scan:
         *,
         report: bool = True,
         verify_content: bool = False,
+        before_commit: Callable[[], object] = lambda: None,
     ) -> None:
         self.store = store
         self.watched = watched
@@ -130,6 +132,9 @@ class Scan:
         self.hash_max_bytes = hash_max_bytes
         self.report = report  # False: the first scan, which only records
         self.verify_content = verify_content  # hash even when the inode state is unchanged
+        # Called before the baseline commits what the findings so far changed: the service waits
+        # there until they left its queue, so a crash cannot lose a finding whose row is committed.
+        self.before_commit = before_commit
         self.stats = ScanStats()
 
     def run(self) -> Iterator[Finding]:
@@ -140,18 +145,22 @@ class Scan:
         store.begin()
         for path in self.watched.files():
             if self.throttle.stop.is_set():
+                self.stats.interrupted = True
                 store.commit()
                 return  # interrupted: rows not yet seen must not count as deleted
             self.throttle.file()
             self.stats.files += 1
             yield from self._check(path, previous_roots, generation)
             if self.stats.files % 256 == 0:  # bounded transactions: a crash loses little
+                self.before_commit()
                 store.commit()
                 store.begin()
+        self.before_commit()
         store.commit()
         roots = self.watched.roots()
         for path, before in store.not_seen(generation):  # keyset batches: deleting as we go is safe
             if self.throttle.stop.is_set():
+                self.stats.interrupted = True
                 return
             gone = read_entry(path, self.throttle, self.hash_max_bytes, self.stats) is None
             store.delete(path)

@@ -93,6 +93,7 @@ class ScanService:
         self._gap: Gap | None = None
         self._next_periodic = float("inf")
         self._last_scan_end_ns: int | None = None
+        self._late: list[Event | dict[str, Any]] = []  # found while stopping
 
     # -- life cycle (polling thread) ---------------------------------------------------------------
     def start(self, ruleset: Any) -> None:
@@ -201,6 +202,19 @@ class ScanService:
             self.idle.set()
         return n
 
+    def drain(
+        self, report: Callable[[Event], object], emit_record: Callable[[dict[str, Any]], object]
+    ) -> int:
+        """At exit, after `stop`: deliver every finding still queued (their rows are in the
+        baseline: undelivered, they would never be reported)."""
+        n = 0
+        while self.deliver(report, emit_record):
+            n += 1
+        late, self._late = self._late, []
+        for item in late:
+            report(item) if isinstance(item, Event) else emit_record(item)
+        return n + len(late)
+
     def snapshot(self) -> dict[str, Any]:
         c = self.counters
         return {
@@ -268,6 +282,7 @@ class ScanService:
             self._store, self._watched, throttle, self.config.hash_max_bytes,
             report=request.reason != "baseline",
             verify_content=self.config.verify_content and request.reason == "periodic",
+            before_commit=self._wait_delivered,
         )  # fmt: skip
         window = (request.since_ns, started_ns)
         for finding in scan.run():
@@ -298,6 +313,12 @@ class ScanService:
                 return
             except queue.Full:
                 continue
+        self._late.append(item)  # stopping: `drain` still delivers it (its row may be committed)
+
+    def _wait_delivered(self) -> None:
+        """Until the polling thread took every finding queued so far (or we stop)."""
+        while not self.findings.empty() and not self._stop.is_set():
+            self._stop.wait(0.02)
 
     def _refresh_dirty(self, force: bool = False) -> None:
         store = self._store
@@ -347,6 +368,8 @@ def summary_record(
         f"{request.reason} scan: {stats.files} watched files compared with the baseline for changes "
         f"between {since} and {iso(window[1])}: {stats.findings} found"
     )
+    if stats.interrupted:
+        body += "; interrupted by the agent's stop (the next start compares the rest)"
     attrs: dict[str, Any] = {
         "fim.scan.reason": request.reason, "fim.scan.files": stats.files,
         "fim.scan.findings": stats.findings, "fim.scan.duration_s": round(seconds, 3),
@@ -354,6 +377,8 @@ def summary_record(
     }  # fmt: skip
     if window[0] is not None:
         attrs["fim.scan.window.start"] = iso(window[0])
+    if stats.interrupted:
+        attrs["fim.scan.interrupted"] = True
     return agent_record("otel_fim.scan.completed", "info", body, attrs)
 
 
