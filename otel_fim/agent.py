@@ -295,6 +295,7 @@ def run(args: argparse.Namespace) -> int:
             if scans is not None:  # after attaching: a change during the scan is seen live too
                 pipeline.on_unmatched.append(scans.observe)
                 pipeline.on_emitted.append(scans.observe)
+                scans.pipeline_idle = lambda: sensor.backlog == 0 and pipeline.flush(0)
                 scans.start(ruleset)
             if canary is not None:
                 canary.start()

@@ -1,12 +1,13 @@
 """The canary: the agent proves, periodically, that it can still see and report a file change.
 
 Every `interval` seconds a child process (the agent's own pid is dropped in the kernel) rewrites
-a private file, `<state_dir>/canary/beat`, which a built-in rule (`otel_fim_canary`, severity info)
-watches. The change must come back through everything a detection goes through -- the kernel
-programs and filter, the ring buffer, the consumer, the rules, the plugin stage, every output --
-within `deadline` seconds; with an OTLP output, the exporter must also have delivered something
-since then (or have nothing left to deliver). So a detached probe, a stalled consumer, a stuck
-plugin, a broken output and a wedged exporter all show up the same way: no proof in time.
+a private file, `<state_dir>/canary/otel-fim-canary-beat`, which a built-in rule
+(`otel_fim_canary`, severity info) watches. The change must come back through everything a
+detection goes through -- the kernel programs and filter, the ring buffer, the consumer, the
+rules, the plugin stage, every output -- within `deadline` seconds; with an OTLP output, the
+exporter must also have delivered something since then (or have nothing left to deliver). So a
+detached probe, a stalled consumer, a stuck plugin, a broken output and a wedged exporter all show
+up the same way: no proof in time.
 
 The result: `latency` (seconds from the write to the outputs) and `coverage` (1: the last canary
 made it, 0: it did not), exported as the metrics `otel_fim.canary.latency` and `otel_fim.coverage`.
@@ -55,7 +56,8 @@ class Beat:
 
 
 def beat_path(state_dir: str | Path) -> Path:
-    return Path(state_dir) / "canary" / "beat"
+    # A name no other file has: the kernel lets every file with a watched basename through.
+    return Path(state_dir) / "canary" / "otel-fim-canary-beat"
 
 
 def write_policy(state_dir: str | Path) -> Path:

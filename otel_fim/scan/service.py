@@ -39,6 +39,7 @@ MAX_DIRTY = 65536  # files waiting for that; more: a full scan instead (never a 
 GAP_DEBOUNCE_S = 2.0  # a repair scan starts once the kernel stopped losing events for this long
 QUEUE_SIZE = 1024  # findings waiting for the polling thread (the scan waits when it is full)
 DELIVER_BUDGET = 256  # findings evaluated per poll at most
+IDLE_WAIT_S = 30.0  # a repair scan waits at most this long for the backlog to be reported
 _CHANGING = frozenset(CHANGING_TYPES)
 
 
@@ -94,6 +95,10 @@ class ScanService:
         self._next_periodic = float("inf")
         self._last_scan_end_ns: int | None = None
         self._late: list[Event | dict[str, Any]] = []  # found while stopping
+        # Set by the agent: True when no event read from the kernel is still waiting to be
+        # reported. A repair scan waits for it, so what the backlog still holds is reported live
+        # (and refreshed in the baseline) rather than twice.
+        self.pipeline_idle: Callable[[], bool] | None = None
 
     # -- life cycle (polling thread) ---------------------------------------------------------------
     def start(self, ruleset: Any) -> None:
@@ -272,6 +277,8 @@ class ScanService:
 
     def _scan(self, request: Request) -> None:
         assert self._store is not None
+        if request.gap is not None:
+            self._wait_pipeline_idle(IDLE_WAIT_S)
         started, started_ns = time.monotonic(), time.time_ns()
         self._refresh_dirty(force=True)  # what live events reported is not a finding
         if request.gap is not None:
@@ -314,6 +321,12 @@ class ScanService:
             except queue.Full:
                 continue
         self._late.append(item)  # stopping: `drain` still delivers it (its row may be committed)
+
+    def _wait_pipeline_idle(self, seconds: float) -> None:
+        idle = self.pipeline_idle
+        deadline = time.monotonic() + seconds
+        while idle is not None and not idle() and time.monotonic() < deadline and not self._stop.is_set():
+            self._stop.wait(0.1)
 
     def _wait_delivered(self) -> None:
         """Until the polling thread took every finding queued so far (or we stop)."""
