@@ -97,14 +97,14 @@ def rewrite(directory: Path, every: int) -> int:
     return n
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--files", type=int, default=10_000)
     parser.add_argument("--size", type=int, default=4096, help="bytes per file")
     parser.add_argument("--dir", type=Path, default=Path("/var/tmp/otel-fim-bench/scan"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = ScanConfig()
     prepare(args.dir, args.files, args.size)
     watched = WatchedSet(ancestor_dirs=frozenset({str(args.dir)}))
