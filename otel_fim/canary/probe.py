@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import yaml
 
 from otel_fim.canary.settings import CanaryConfig
+from otel_fim.export.record import agent_record
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,6 @@ class Canary:
             self._alarm("otel_fim.canary.failed", "high", body, {"fim.canary.problem": problem})
 
     def _alarm(self, name: str, severity: str, body: str, attributes: dict[str, Any]) -> None:
-        from otel_fim.scan.service import agent_record
-
         record = agent_record(
             name,
             severity,

@@ -10,8 +10,9 @@ approvers; no rule has to be written twice. What marks it as a scan finding:
   that need a value are false, so `!by_package_manager` style exclusions do not hide it);
 * `extra["fim.scan"]` (attributes `fim.scan.*`): the change, why the scan ran, the time window the
   change happened in, and the file's state before and after;
-* the rule field `scan.change` (`created`, `modified`, ...; None for live events), so a rule can
-  treat scan findings apart: `... && scan.change == "deleted"`, or `scan.change == None` for live only.
+* the rule field `scan.change` (`created`, `modified`, ...; None for live events; in
+  `rules/field_catalog.py`), so a rule can treat scan findings apart: `... && scan.change == "deleted"`.
+The record's body and attributes are built by `export/record.py` (it knows `SCAN_NAMESPACE`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import (
+    SCAN_NAMESPACE,
     ChmodDetails,
     ChownDetails,
     Event,
@@ -35,7 +37,7 @@ from otel_fim.scan.baseline import Entry
 from otel_fim.scan.scanner import Change, Finding
 
 SCAN_SYSCALL = "scan"
-NAMESPACE = "fim.scan"
+NAMESPACE = SCAN_NAMESPACE
 _CREATE = OPEN_FLAGS["O_WRONLY"] | OPEN_FLAGS["O_CREAT"]
 _REWRITE = OPEN_FLAGS["O_WRONLY"] | OPEN_FLAGS["O_TRUNC"]
 
@@ -107,20 +109,3 @@ def scan_attributes(finding: Finding, reason: str, window: tuple[int | None, int
 
 def is_scan(event: Event) -> bool:
     return NAMESPACE in event.extra
-
-
-def scan_change(event: Event) -> str | None:
-    found = event.extra.get(NAMESPACE)
-    return found.get("change") if isinstance(found, dict) else None
-
-
-def describe(event: Event, path_text: str) -> str:
-    """The body of a finding's record: what changed and when it may have happened. `path_text`:
-    the path as outputs show it (escaped)."""
-    attrs = event.extra[NAMESPACE]
-    assert isinstance(attrs, dict)
-    since = attrs.get("window.start", "an unknown time")
-    return (
-        f"{attrs['change']} {path_text} (found by a {attrs['reason']} scan: changed between "
-        f"{since} and {attrs['window.end']}, no process known)"
-    )

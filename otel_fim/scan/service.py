@@ -24,6 +24,7 @@ from typing import Any
 
 from otel_fim.constants import OPEN_WRITE_MASK
 from otel_fim.event import Event, EventType
+from otel_fim.export.record import agent_record
 from otel_fim.scan.baseline import BaselineStore
 from otel_fim.scan.findings import is_scan, iso, to_event
 from otel_fim.scan.scanner import Scan, ScanStats, read_entry
@@ -74,7 +75,9 @@ class ScanCounters:
 
 
 class ScanService:
-    def __init__(self, config: ScanConfig, state_dir: str) -> None:
+    def __init__(
+        self, config: ScanConfig, state_dir: str, pipeline_idle: Callable[[], bool] | None = None
+    ) -> None:
         self.config = config
         self.state_dir = state_dir
         self.counters = ScanCounters()
@@ -98,7 +101,7 @@ class ScanService:
         # Set by the agent: True when no event read from the kernel is still waiting to be
         # reported. A repair scan waits for it, so what the backlog still holds is reported live
         # (and refreshed in the baseline) rather than twice.
-        self.pipeline_idle: Callable[[], bool] | None = None
+        self.pipeline_idle = pipeline_idle
 
     # -- life cycle (polling thread) ---------------------------------------------------------------
     def start(self, ruleset: Any) -> None:
@@ -393,17 +396,3 @@ def summary_record(
     if stats.interrupted:
         attrs["fim.scan.interrupted"] = True
     return agent_record("otel_fim.scan.completed", "info", body, attrs)
-
-
-def agent_record(name: str, severity: str, body: str, attributes: dict[str, Any]) -> dict[str, Any]:
-    """A record about the agent itself (not a file event), shaped like every other record."""
-    from otel_fim.export.record import SEVERITY_NUMBER, SEVERITY_TEXT
-
-    return {
-        "timestamp": time.time_ns(),
-        "event_name": name,
-        "severity_number": SEVERITY_NUMBER[severity],
-        "severity_text": SEVERITY_TEXT[severity],
-        "body": body,
-        "attributes": attributes,
-    }

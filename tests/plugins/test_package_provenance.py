@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import start_agent, stop_agent, wait_records
+from tests.support.agent_harness import start_agent, stop_agent, wait_records
 
 PKG = "otel-fim-provenance-test"
 DIR = Path("/opt") / PKG

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from otel_fim.scan.baseline import BaselineStore
-from tests.agent_harness import records, start_agent, stop_agent, wait_records
+from tests.support.agent_harness import records, start_agent, stop_agent, wait_records
 
 
 def policy(tmp_path: Path, watched: Path) -> Path:

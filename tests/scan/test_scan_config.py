@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from otel_fim.config import ConfigError, add_config_arguments, load_config, merge_cli
+from otel_fim.commands.run import add_config_arguments, merge_cli
+from otel_fim.config import ConfigError, load_config
 
 
 def test_scan_and_canary_settings_load_and_flags_override(tmp_path):
