@@ -125,7 +125,8 @@ def test_a_stalled_consumer_raises_the_alarm_and_recovers(agent):
 @pytest.mark.kernel
 def test_the_agent_proves_detection_and_reports_a_wedged_receiver(rotel, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("canary: {interval: 1, deadline: 4}\n")
+    # a short retry backoff: recovery is seen soon after the receiver answers again
+    config.write_text("canary: {interval: 1, deadline: 4}\notlp: {backoff_max: 2}\n")
     rules = tmp_path / "rules.yaml"
     rules.write_text(
         "version: 1\nrules:\n  - id: x\n    expression: open.file.path == \"/nonexistent/x\"\n"
@@ -143,12 +144,13 @@ def test_the_agent_proves_detection_and_reports_a_wedged_receiver(rotel, tmp_pat
         os.kill(rotel._proc.pid, signal.SIGSTOP)
         try:
             alarm = wait_records(jsonl, lambda r: r["event_name"] == "otel_fim.canary.failed", timeout=30)
+            time.sleep(2.5)  # still wedged while the status line (every second) says so
         finally:
             os.kill(rotel._proc.pid, signal.SIGCONT)
         assert alarm, "no alarm while the receiver was wedged"
         assert alarm[0]["attributes"]["fim.canary.problem"] == NOT_DELIVERED
         assert alarm[0]["severity_text"] == "ERROR"
-        back = wait_records(jsonl, lambda r: r["event_name"] == "otel_fim.canary.recovered", timeout=60)
+        back = wait_records(jsonl, lambda r: r["event_name"] == "otel_fim.canary.recovered", timeout=120)
         assert back, "no recovery once the receiver answered again"
     finally:
         err = stop_agent(proc)
