@@ -61,7 +61,9 @@ def reload_rules(path: DataPath) -> bool:
     except Exception:  # a loader bug must not blind the agent either
         log.exception("rule reload failed unexpectedly, the previous rules stay in force")
         return False
-    log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(path.config.rules))
+    # the built-in policies (the canary's: one rule each) are not the user's
+    n = len(ruleset) - len(path.builtin_rules)
+    log.info("rules reloaded: %d rules from %s", n, ", ".join(path.config.rules))
     return True
 
 
@@ -161,17 +163,19 @@ def run_agent(config: AgentConfig) -> int:
                 config.duration,
                 config.status_interval,
                 reload=lambda: reload_rules(path),
+                tick=path.tick,
+                status_suffix=path.status_warning,
             )
             drain(sensor)  # what is already in the ring buffer still counts
             path.finish()
-            stats = stats_snapshot(sensor, path.pipeline)
+            stats = {**stats_snapshot(sensor, path.pipeline), **path.extra_stats()}
             path.export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
         path.close()
         if ready_file:
             ready_file.unlink(missing_ok=True)
     if stats is not None:
-        print(status_line(stats), file=sys.stderr)
+        print(status_line(stats) + path.status_warning(), file=sys.stderr)
         if config.stats_file:
             Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
@@ -192,12 +196,16 @@ def poll_until_stopped(
     duration: float | None,
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
+    tick: Callable[[], None] | None = None,
+    status_suffix: Callable[[], str] | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
+        if tick is not None:
+            tick()  # scan findings, coverage gaps (otel_fim.wiring.DataPath.tick)
         pipeline.end_batch()
         if stop.reload.is_set():
             stop.reload.clear()
@@ -209,5 +217,6 @@ def poll_until_stopped(
         if deadline is not None and now >= deadline:
             break
         if next_status is not None and now >= next_status:
-            print(status_line(stats_snapshot(sensor, pipeline)), file=sys.stderr, flush=True)
+            suffix = status_suffix() if status_suffix is not None else ""
+            print(status_line(stats_snapshot(sensor, pipeline)) + suffix, file=sys.stderr, flush=True)
             next_status = now + status_interval

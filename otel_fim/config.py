@@ -21,8 +21,10 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from otel_fim import bounded_yaml
+from otel_fim.canary.settings import CanaryConfig
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
+from otel_fim.scan.settings import ScanConfig
 
 DEFAULT_STATE_DIR = "/var/lib/otel-fim"
 
@@ -81,6 +83,8 @@ class AgentConfig:
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)  # baseline and scans (otel_fim.scan)
+    canary: CanaryConfig = field(default_factory=CanaryConfig)  # proven liveness (otel_fim.canary)
     source: str | None = None  # the file this came from (not a key)
 
     def effective_outputs(self) -> list[str]:
@@ -132,9 +136,12 @@ _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
     "otlp.spool.max_bytes", "otlp.spool.max_dead_letters", "otlp.spool.pending_timeout",
     "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages", "backlog_mib",
+    "scan.hash_max_bytes", "canary.interval", "canary.deadline",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
-_NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
+_NON_NEGATIVE = {
+    "status_interval", "otlp.close_timeout", "scan.interval", "scan.bytes_per_s", "scan.files_per_s",
+}  # fmt: skip
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -152,6 +152,18 @@ class ContainerInfo:
     runtime: str = ""
 
 
+# Event.extra key of a scan finding (otel_fim.scan): a change found by comparing the disk with the
+# baseline, not seen as a syscall. Its value holds the change and when it happened.
+SCAN_NAMESPACE = "fim.scan"
+
+
+def scan_change(event: Event) -> str | None:
+    """`created`, `modified`, `deleted`, `mode_changed`, `owner_changed` for a scan finding; None
+    for a live event."""
+    found = event.extra.get(SCAN_NAMESPACE)
+    return found.get("change") if isinstance(found, dict) else None
+
+
 @dataclass(slots=True)
 class Event:
     type: EventType

@@ -123,6 +123,18 @@ class Baselines:
         except OSError:
             pass
 
+    def name(self, path: str) -> str:
+        return self._file(path).name
+
+    def names(self) -> set[str]:
+        if not self.dir.is_dir():
+            return set()
+        return {f.name for f in self.dir.iterdir() if f.suffix != ".tmp"}
+
+    def drop_names(self, names: set[str]) -> None:
+        for name in names:
+            (self.dir / name).unlink(missing_ok=True)
+
     def clear(self) -> None:
         if self.dir.is_dir():
             for f in self.dir.iterdir():
@@ -152,9 +164,22 @@ def otel_fim_rules_loaded(ruleset):
         return
     started = time.monotonic()
     with _baselines.lock:
-        _baselines.clear()
-        copied = 0
-        for path in watched_files(ruleset, _settings["paths"], _settings["max_files"] * 4):
+        # Copies from an earlier run are kept: a change made while the agent was down is then
+        # diffed against them when the start-up scan reports it (otel_fim.scan), instead of being
+        # silently taken as the new baseline. That includes copies of files deleted meanwhile
+        # (their names are not known here, only hashed), so copies of files no longer watched are
+        # dropped only when room is needed.
+        wanted = {
+            _baselines.name(p): p
+            for p in watched_files(ruleset, _settings["paths"], _settings["max_files"] * 4)
+        }
+        existing = _baselines.names()
+        missing = [p for name, p in wanted.items() if name not in existing]
+        if len(existing) + len(missing) > _settings["max_files"]:
+            _baselines.drop_names(existing - wanted.keys())
+        _baselines.count = len(_baselines.names())
+        kept, copied = len(wanted) - len(missing), 0
+        for path in missing:
             if _baselines.count >= _settings["max_files"]:
                 log.warning(
                     "diff: max_files (%d) reached; later files are not copied", _settings["max_files"]
@@ -164,7 +189,10 @@ def otel_fim_rules_loaded(ruleset):
             if isinstance(content, bytes):
                 _baselines.save(path, content)
                 copied += 1
-    log.info("diff: copied %d watched text files in %.2fs", copied, time.monotonic() - started)
+    log.info(
+        "diff: copied %d watched text files, kept %d from the last run, in %.2fs",
+        copied, kept, time.monotonic() - started,
+    )  # fmt: skip
 
 
 def watched_files(ruleset: Any, extra: list[str], limit: int) -> list[str]:
@@ -258,6 +286,8 @@ def otel_fim_enrich(event, matches):
     key, old_key = _key(event, path), _key(event, event.file.path)
     with _baselines.lock:
         before = _baselines.load(key)
+        if _scan_change(event) == "created":
+            before = None  # found by a scan: the copy taken at start-up is already the new file
         if before is None and event.type is EventType.RENAME:
             before = _baselines.load(old_key)  # the content moved here from the old name
         if event.type is EventType.RENAME and event.file.path != path:
@@ -279,6 +309,11 @@ def _key(event: Any, path: str) -> str:
     file. (Copies taken when rules load are the host's.)"""
     container = getattr(event, "container", None)
     return path if container is None else f"container:{container.id}:{path}"
+
+
+def _scan_change(event: Any) -> str | None:
+    found = event.extra.get("fim.scan")  # a scan finding (otel_fim.scan.findings)
+    return found.get("change") if isinstance(found, dict) else None
 
 
 def _deleted(path: str, key: str) -> dict[str, Any] | None:

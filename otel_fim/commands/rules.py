@@ -10,7 +10,7 @@ from typing import TextIO
 from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
-from otel_fim.export.record import RecordError, event_from_record, summary
+from otel_fim.export.record import AgentRecord, RecordError, event_from_record, summary
 from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
@@ -130,6 +130,8 @@ def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 continue
             try:
                 event = event_from_record(json.loads(line))
+            except AgentRecord:
+                continue  # the agent's own records (coverage gaps, scans, canary) are not events
             except (json.JSONDecodeError, RecordError) as e:
                 print(f"{args.events}:{lineno}: skipped: {e}", file=sys.stderr)
                 bad += 1

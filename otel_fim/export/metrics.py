@@ -139,6 +139,22 @@ class FimMetrics:
             description="Exceptions raised by plugin hooks, by plugin (fim.plugin.name) and hook "
             "(fim.plugin.hook); the agent logs each and carries on.",
         )
+        # The liveness canary (otel_fim.canary): set by whoever runs it.
+        self.canary_latency: Callable[[], float | None] | None = None
+        self.coverage: Gauge | None = None
+        meter.create_observable_gauge(
+            "otel_fim.canary.latency",
+            callbacks=[self._gauge_callback("canary.latency", lambda: self.canary_latency)],
+            unit="s",
+            description="The last liveness canary: its file change's time from the write to the outputs.",
+        )
+        meter.create_observable_gauge(
+            "otel_fim.coverage",
+            callbacks=[self._gauge_callback("coverage", lambda: self.coverage)],
+            unit="1",
+            description="1 while the last liveness canary reached the outputs (and OTLP delivered) in "
+            "time, 0 after one did not: file changes may be going unreported.",
+        )
         self._plugin_overflow = meter.create_counter(
             "otel_fim.plugin.queue.overflow",
             unit="{event}",
@@ -234,13 +250,14 @@ class FimMetrics:
             for (stage, event_type), value in counts.items()
         ]
 
-    def _gauge_callback(self, name: str, source: Callable[[], Gauge | None]):
+    def _gauge_callback(self, name: str, source: Callable[[], Callable[[], float | None] | None]):
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             gauge = source()
             if gauge is None:
                 return []
             try:
-                return [Observation(gauge())]
+                value = gauge()
+                return [] if value is None else [Observation(value)]
             except Exception:
                 self._callback_failed(name)
                 return []

@@ -167,6 +167,7 @@ class OtlpOutput:
         self.backoff_max = backoff_max
         self.close_timeout = close_timeout
         self.delivered = 0
+        self.last_delivered_ns = 0  # wall clock of the last acknowledged export (the canary asks)
         self.export_failures = 0
         self.rejected = 0  # records moved to the dead-letter table since start
         self.last_failure = ""
@@ -245,6 +246,11 @@ class OtlpOutput:
             "export_failures": self.export_failures,
         }
 
+
+    def delivering(self, since_ns: int) -> bool:
+        """For the liveness canary: the receiver acknowledged an export since `since_ns`, or
+        nothing is waiting (a wedged or unreachable receiver leaves records spooled)."""
+        return self.last_delivered_ns >= since_ns or self.spool.depth() == 0
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the receiver acknowledged everything spooled so far. True means delivered."""
@@ -383,6 +389,7 @@ class OtlpOutput:
     def _acknowledged(self, rows: Sequence[SpooledRecord], kernel_ts: Sequence[int]) -> None:
         self.spool.ack([r.id for r in rows])
         self.delivered += len(rows)
+        self.last_delivered_ns = time.time_ns()
         if self._metrics is not None:
             now = time.time_ns()
             for ts in kernel_ts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from typing import Any
 
 from otel_fim.constants import open_flags_text
 from otel_fim.event import (
+    SCAN_NAMESPACE,
     AncestorInfo,
     ChmodDetails,
     ChownDetails,
@@ -163,6 +165,13 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
         attrs[A.FILE_DEVICE] = event.file.dev
     if event.file.mount_id:
         attrs[A.FILE_MOUNT_ID] = event.file.mount_id
+    if SCAN_NAMESPACE in event.extra:  # a scan finding (otel_fim.scan): no process is known
+        attrs.update({A.EVENT_TYPE: event.type.value, A.SYSCALL: event.syscall, A.RETVAL: event.retval})
+        attrs.update(_details_attributes(event))
+        if matches:
+            _add_shared(attrs, _matched(matches).attributes)
+        _add_extra(attrs, event)
+        return attrs
     attrs.update(
         {
             A.PROCESS_PID: p.pid,
@@ -192,10 +201,14 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     attrs.update(_details_attributes(event))
     if matches:
         _add_shared(attrs, _matched(matches).attributes)
+    _add_extra(attrs, event)
+    return attrs
+
+
+def _add_extra(attrs: dict[str, Any], event: Event) -> None:
     for namespace, values in event.extra.items():
         if isinstance(values, dict):
             attrs.update({f"{namespace}.{k}": v for k, v in values.items()})
-    return attrs
 
 
 def _add_shared(attrs: dict[str, Any], shared: dict[str, Any]) -> None:
@@ -257,9 +270,7 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
         # Parallel arrays, parent first: an ancestor's pid, name and executable share an index.
         attrs[A.ANCESTORS_PID] = [a.pid for a in p.ancestors]
         attrs[A.ANCESTORS_NAME] = [escape_name(a.comm) for a in p.ancestors]
-        attrs[A.ANCESTORS_EXECUTABLE_PATH] = [
-            escape_name(a.executable or "") for a in p.ancestors
-        ]
+        attrs[A.ANCESTORS_EXECUTABLE_PATH] = [escape_name(a.executable or "") for a in p.ancestors]
         parent = p.ancestors[0]
         if parent.executable is not None:
             attrs[A.PARENT_EXECUTABLE_PATH] = escape_name(parent.executable)
@@ -320,6 +331,10 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
 
 def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     """One human line: what happened to which file, by whom, and which rules fired."""
+    finding = event.extra.get(SCAN_NAMESPACE)
+    if isinstance(finding, dict):
+        line = _finding_summary(event, finding)
+        return line + _matched(matches).rules if matches else line
     p = event.process
     what = f"{event.type.value} {_escaped_parts(event.file)[0]}"
     d = event.details
@@ -336,6 +351,28 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
     line = f"{what} by {escape_name(p.comm)}[{p.pid}] uid={p.euid} ({event.syscall}: {result})"
     return line + _matched(matches).rules if matches else line
+
+
+def _finding_summary(event: Event, finding: dict[str, Any]) -> str:
+    """A scan finding: what changed, and the window it happened in (no process is known)."""
+    since = finding.get("window.start", "an unknown time")
+    return (
+        f"{finding.get('change')} {_escaped_parts(event.file)[0]} (found by a {finding.get('reason')} "
+        f"scan: changed between {since} and {finding.get('window.end')}, no process known)"
+    )
+
+
+def agent_record(name: str, severity: str, body: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """A record about the agent itself (coverage gap, scan summary, canary alarm), not a file
+    event: shaped like every other record, without `fim.event.type`, `file.*` or `process.*`."""
+    return {
+        "timestamp": time.time_ns(),
+        "event_name": name,
+        "severity_number": SEVERITY_NUMBER[severity],
+        "severity_text": SEVERITY_TEXT[severity],
+        "body": body,
+        "attributes": attributes,
+    }
 
 
 def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
@@ -361,6 +398,10 @@ _SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 class RecordError(ValueError):
     pass
+
+
+class AgentRecord(RecordError):
+    """A record about the agent itself (coverage gap, scan summary, canary): no event to replay."""
 
 
 def unescape_name(text: str) -> str:
@@ -404,9 +445,7 @@ def _file(attrs: Mapping[str, Any], prefix: str) -> FileInfo:
 
 def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
     if event_type is EventType.OPEN:
-        return OpenDetails(
-            _int(attrs.get(A.OPEN_FLAGS), 0) or 0, _int(attrs.get(A.OPEN_MODE), 0, 8) or 0
-        )
+        return OpenDetails(_int(attrs.get(A.OPEN_FLAGS), 0) or 0, _int(attrs.get(A.OPEN_MODE), 0, 8) or 0)
     if event_type is EventType.CHMOD:
         return ChmodDetails(_int(attrs.get(A.CHMOD_MODE), 0, 8) or 0)
     if event_type is EventType.CHOWN:
@@ -434,6 +473,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
     try:
         event_type = EventType(attrs[A.EVENT_TYPE])
     except KeyError:
+        name = record.get("event_name")
+        if isinstance(name, str) and not name.startswith("otel_fim.file."):  # gap, scan summary, canary
+            raise AgentRecord(f"{name} is a record about the agent, not a file event") from None
         raise RecordError("no 'fim.event.type' attribute") from None
     except ValueError:
         raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
@@ -449,10 +491,14 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         comm=unescape_name(str(attrs.get(A.PROCESS_EXECUTABLE_NAME, ""))),
         cgroup_id=_int(attrs.get(A.PROCESS_CGROUP_ID), 0) or 0,
     )
+    prefix = SCAN_NAMESPACE + "."
+    finding = {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
+    if "change" in finding:  # a scan finding: no process was known
+        process.uid = process.gid = process.euid = -1
     container = None
     if A.CONTAINER_ID in attrs:
         container = ContainerInfo(str(attrs[A.CONTAINER_ID]), str(attrs.get(A.CONTAINER_RUNTIME, "")))
-    return Event(
+    event = Event(
         type=event_type,
         syscall=str(attrs.get(A.SYSCALL, event_type.value)),
         timestamp_ns=_int(record.get("timestamp"), 0) or 0,
@@ -462,3 +508,6 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         details=_details(event_type, attrs),
         container=container,
     )
+    if "change" in finding:
+        event.extra[SCAN_NAMESPACE] = finding
+    return event

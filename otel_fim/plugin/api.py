@@ -181,8 +181,8 @@ def wait_for_writer(event: Event, path: str, max_wait: float = 1.0, quiet: float
     (at most `max_wait` seconds after the event) until the writing process no longer has `path`
     open and the file's size and mtime held still for `quiet` seconds, so what is read next is the
     content after the change. Other events return at once."""
-    if event.type.value != "open" or not is_write(event):
-        return
+    if event.type.value != "open" or not is_write(event) or event.process.pid <= 0:
+        return  # pid 0: a scan finding (otel_fim.scan): no writer to wait for
     deadline = event.timestamp_ns / 1e9 + max_wait
     pid = event.process.pid
     last: tuple[int, int] | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from otel_fim.event import AncestorInfo, Event, EventType
+from otel_fim.event import AncestorInfo, Event, EventType, scan_change
 from otel_fim.rules.fields import FieldRegistry, FieldType, Getter
 
 
@@ -60,20 +60,12 @@ def _file_fields(registry: FieldRegistry) -> None:
     reg("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
     reg("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
     reg("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
-    reg(
-        "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
-    )
-    reg(
-        "chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps"
-    )
+    reg("chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps")
+    reg("chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps")
     for t in (EventType.RENAME, EventType.LINK):
         p = t.value
-        reg(
-            f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path"
-        )
-        reg(
-            f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name"
-        )
+        reg(f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path")
+        reg(f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name")
         reg(f"{p}.file.destination.inode", I, _destination("inode"), t, None, "new inode")
     reg(
         "symlink.file.destination.path", S, _destination("path"), EventType.SYMLINK, "destination.path",
@@ -89,6 +81,10 @@ def _file_fields(registry: FieldRegistry) -> None:
     reg("process.euid", I, lambda e: e.process.euid, doc="effective uid")
     reg("process.comm", S, lambda e: e.process.comm, doc="command name (15 chars max)")
     reg("container.id", S, _container_id, doc="container id; None outside containers")
+    reg(
+        "scan.change", S, scan_change,
+        doc="a scan finding: created, modified, deleted, mode_changed, owner_changed; None when live",
+    )  # fmt: skip
 
 
 # --- process and container fields ------------------------------------------------------------------

@@ -182,9 +182,7 @@ class _Build(Transformer):
         try:
             return Int(_at(tok), _parse_int(str(tok)))
         except ValueError:
-            raise ExpressionError(
-                f"bad number {str(tok)!r} (a leading 0 means octal)", _at(tok)
-            ) from None
+            raise ExpressionError(f"bad number {str(tok)!r} (a leading 0 means octal)", _at(tok)) from None
 
     def string(self, tok: Token) -> Node:
         try:
