@@ -36,6 +36,9 @@ enum fim_syscall {
     SC_UTIME, SC_UTIMES, SC_UTIMENSAT, SC_FUTIMESAT,
     SC_MAX,
 };
+/* fim_event.syscall bit: the call was submitted through io_uring (bpf/io_uring.c), the low bits
+ * name its syscall twin */
+#define FIM_SC_IO_URING 0x80
 
 /* Per event type counters (per-CPU array index = type * FIM_COUNTER_MAX + counter). */
 enum fim_counter {

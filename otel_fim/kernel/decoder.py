@@ -29,9 +29,9 @@ from otel_fim.kernel.layout import (
     F_HOST_ROOT,
     F_JOINED,
     F_TRUNCATED,
-    SYSCALLS,
     FimEventHeader,
     FimFile,
+    syscall_names,
 )
 from otel_fim.kernel.unpack import flat_layout
 
@@ -123,8 +123,8 @@ class Decoder:
         etype = EVENT_TYPES[h.type]
         file_len = h.file_path_len
         dest_len = h.dest_path_len
-        syscall = SYSCALLS[h.syscall]
-        file = self._file(_FileFields._make(h[_FILE]), data[:file_len], syscall in FOLLOWS_LAST)
+        syscall, twin = syscall_names(h.syscall)
+        file = self._file(_FileFields._make(h[_FILE]), data[:file_len], twin in FOLLOWS_LAST)
         process = ProcessInfo(
             pid=h.pid,
             tid=h.tid,

@@ -43,6 +43,16 @@ SYSCALLS: tuple[str, ...] = (
     "utime", "utimes", "utimensat", "futimesat",
 )  # fmt: skip
 
+# fim_event.syscall bit (FIM_SC_IO_URING): submitted through io_uring; the low bits name the twin
+SC_IO_URING = 0x80
+
+
+def syscall_names(code: int) -> tuple[str, str]:
+    """(fim.syscall, the syscall twin): ("io_uring:openat", "openat") for an io_uring request."""
+    twin = SYSCALLS[code & ~SC_IO_URING]
+    return (f"io_uring:{twin}" if code & SC_IO_URING else twin), twin
+
+
 # enum fim_counter order
 COUNTERS: tuple[str, ...] = ("seen", "approver_dropped", "discarder_dropped", "sent", "lost")
 

@@ -36,6 +36,7 @@ FACTS = [
     ("FIM_PREFIX_MAX", layout.PREFIX_MAX),
     ("FIM_TYPE_MAX", len(layout.EVENT_TYPES)),
     ("SC_MAX", len(layout.SYSCALLS)),
+    ("FIM_SC_IO_URING", layout.SC_IO_URING),
     ("FIM_COUNTER_MAX", len(layout.COUNTERS)),
     ("FIM_F_TRUNCATED", layout.F_TRUNCATED),
     ("FIM_F_JOINED", layout.F_JOINED),
