@@ -118,6 +118,8 @@ def _tracepoint_fields(tracefs: Path, name: str) -> set[str] | None:
 
 def probe(btf: Btf, tracefs: Path = TRACEFS) -> IoUringSupport:
     """Which io_uring operations this kernel lets the sensor see (tracefs must be mounted)."""
+    if not (tracefs / "events").is_dir():
+        return IoUringSupport(reason=f"cannot tell: no tracefs at {tracefs} (the agent mounts it)")
     for tracepoint, wanted in TRACEPOINTS.items():
         fields = _tracepoint_fields(tracefs, tracepoint)
         if fields is None:
