@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from otel_fim.cli import main
 from otel_fim.event import Event, EventType
 from otel_fim.kernel import io_uring
 from otel_fim.kernel.btf import Btf
 from otel_fim.kernel.sensor import Sensor, SensorOptions
 from otel_fim.pipeline import Pipeline
 from otel_fim.rules.ruleset import RuleSet
+from tests.agent_harness import start_agent, stop_agent, wait_records
 from tests.conftest import kernel_unavailable
 
 pytestmark = pytest.mark.kernel
@@ -246,3 +248,58 @@ def test_support_is_probed_from_btf_and_tracefs(tmp_path: Path) -> None:
     assert missing.describe() == [
         "io_uring: not covered: no io_uring:io_uring_submit_req tracepoint (kernel without io_uring?)"
     ]
+
+
+E2E_RULES = """
+version: 1
+rules:
+  - id: watched_write
+    expression: fim.write.file.path =~ "{d}/watched/*"
+    severity: high
+"""
+
+
+def test_agent_reports_io_uring_writes_with_process_context_and_links(tmp_path: Path) -> None:
+    """`otel-fim run` end to end: the record says io_uring, names the submitting program, and a
+    write through a hard link made before the agent started comes under the watched name."""
+    if os.geteuid() != 0:
+        kernel_unavailable("needs root to load BPF programs")
+    tool = build_tool(tmp_path)
+    d = tmp_path / "fs"
+    (d / "watched").mkdir(parents=True)
+    (d / "elsewhere").mkdir()
+    secret = d / "watched" / "secret"
+    secret.write_text("s\n")
+    link = d / "elsewhere" / "innocent"
+    os.link(secret, link)
+    policy = tmp_path / "rules.yaml"
+    policy.write_text(E2E_RULES.format(d=d))
+    proc, out = start_agent(tmp_path, "--rules", str(policy))
+    try:
+        direct = subprocess.run([str(tool), "openat", str(secret), "01"], capture_output=True, check=True)
+        via_link = subprocess.run([str(tool), "openat", str(link), "01"], capture_output=True, check=True)
+        skipped = subprocess.run([str(tool), "--skip-success", "unlinkat", str(link)], capture_output=True)
+        found = wait_records(out, lambda r: r["attributes"]["fim.syscall"].startswith("io_uring:"), count=3)
+    finally:
+        err = stop_agent(proc)
+    assert direct.returncode == via_link.returncode == skipped.returncode == 0
+    assert len(found) == 3, [r["body"] for r in found]
+    for record in found:
+        attrs = record["attributes"]
+        assert attrs["file.path"] == str(secret)
+        assert attrs["process.executable.name"] == "uring_ops"
+        assert attrs["security_rule.name"] == "watched_write"
+    opens = [r for r in found if r["attributes"]["fim.syscall"] == "io_uring:openat"]
+    assert {r["attributes"].get("fim.file.accessed_path") for r in opens} == {None, str(link)}
+    (unlink,) = [r for r in found if r["attributes"]["fim.syscall"] == "io_uring:unlinkat"]
+    assert unlink["attributes"]["fim.file.accessed_path"] == str(link)
+    assert "(io_uring:unlinkat: submitted, outcome not observed)" in unlink["body"]
+    assert "io_uring: covered: openat" in err  # said at start-up
+
+
+def test_rules_check_says_what_io_uring_coverage_the_kernel_allows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["rules", "check", str(Path(__file__).parents[2] / "rules")]) == 0
+    out = capsys.readouterr().out
+    assert "kernel on this host:\n  io_uring: covered: openat, openat2, unlinkat, renameat, mkdirat" in out
