@@ -29,9 +29,12 @@ enum locate {
     LOC_FILE,     /* `name` holds the struct file * itself (io_uring knows the file, not an fd) */
 };
 
-/* Who submitted an io_uring request: the io-wq worker that runs it is another thread. */
+/* Who submitted an io_uring request: the io-wq worker that runs it is another thread (and a
+ * request completed while its task exits runs in a kernel worker). */
 struct submitter {
+    u32 tgid;
     u32 tid;
+    u32 ppid;
     u32 uid;
     u32 gid;
     u32 euid;
@@ -684,7 +687,9 @@ int complete_call(void *ctx)
     ev->xattr_len = 0;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
     if (p->io_uring) { /* the submitter, not the io-wq worker that ran the request */
+        ev->pid = p->sub.tgid;
         ev->tid = p->sub.tid;
+        ev->ppid = p->sub.ppid;
         ev->uid = p->sub.uid;
         ev->gid = p->sub.gid;
         ev->euid = p->sub.euid;

@@ -121,7 +121,9 @@ static __always_inline void keep_submitter(struct pending *p, int sq_thread)
     u64 task = bpf_get_current_task();
     u64 id = bpf_get_current_pid_tgid();
     u64 ugid = bpf_get_current_uid_gid();
+    p->sub.tgid = id >> 32;
     p->sub.tid = (u32)id;
+    p->sub.ppid = task_ppid(task);
     p->sub.uid = (u32)ugid;
     p->sub.gid = ugid >> 32;
     p->sub.euid = task_euid(task);

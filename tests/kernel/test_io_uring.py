@@ -158,6 +158,20 @@ def test_openat_for_writing_is_a_detection_with_the_submitter(agent: UringAgent)
     assert event.process.tid == pid
 
 
+@pytest.mark.parametrize("mode", ["--async", "--sqpoll"])
+def test_requests_run_by_a_worker_or_submitted_by_sqpoll_name_the_process(
+    agent: UringAgent, mode: str
+) -> None:
+    """IOSQE_ASYNC: run by an io-wq worker (iou-wrk-N); SQPOLL: submitted by the ring's kernel
+    thread (iou-sqp-N). Either way the record names the process that asked."""
+    target = fresh(agent, f"secret{mode}")
+    pid, out = agent.run(mode, "openat", str(target), "01")
+    assert "res=-" not in out, out
+    event = agent.wait_match(pid, "watched_write")
+    assert event.syscall == "io_uring:openat" and event.file.path == str(target)
+    assert event.process.pid == pid and event.process.comm == "uring_ops"
+
+
 def test_openat2_with_create_is_a_detection(agent: UringAgent) -> None:
     target = agent.d / "watched" / "created-by-openat2"
     pid, out = agent.run("openat2", str(target), "0101")  # O_WRONLY|O_CREAT

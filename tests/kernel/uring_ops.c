@@ -1,12 +1,13 @@
 /* File operations through io_uring only (no open/unlink/... syscall), for the io_uring tests.
  *
- *   uring_ops [--skip-success] [--async] OP ARGS...
+ *   uring_ops [--skip-success] [--async] [--sqpoll] OP ARGS...
  *     openat PATH FLAGS_OCTAL     openat2 PATH FLAGS_OCTAL    unlinkat PATH    rmdirat PATH
  *     renameat OLD NEW            mkdirat PATH                linkat OLD NEW   symlinkat TARGET LINK
  *     ftruncate PATH LEN          (PATH opened through io_uring too)
  *
  * Prints "res=<cqe res>" per operation; exits 0 when the last one succeeded. --skip-success sets
- * IOSQE_CQE_SKIP_SUCCESS (no completion is posted for a success), --async sets IOSQE_ASYNC. */
+ * IOSQE_CQE_SKIP_SUCCESS (no completion is posted for a success), --async sets IOSQE_ASYNC,
+ * --sqpoll submits through a kernel SQPOLL thread (IORING_SETUP_SQPOLL). */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <liburing.h>
@@ -21,6 +22,7 @@
 
 static struct io_uring ring;
 static unsigned sqe_flags;
+static unsigned setup_flags;
 
 static struct io_uring_sqe *next_sqe(void)
 {
@@ -74,12 +76,14 @@ int main(int argc, char **argv)
             sqe_flags |= IOSQE_CQE_SKIP_SUCCESS;
         else if (!strcmp(argv[i], "--async"))
             sqe_flags |= IOSQE_ASYNC;
+        else if (!strcmp(argv[i], "--sqpoll"))
+            setup_flags |= IORING_SETUP_SQPOLL;
     }
     if (i >= argc) {
         fprintf(stderr, "usage: %s [--skip-success] [--async] OP ARGS...\n", argv[0]);
         return 2;
     }
-    if (io_uring_queue_init(8, &ring, 0) < 0) {
+    if (io_uring_queue_init(8, &ring, setup_flags) < 0) {
         perror("io_uring_queue_init");
         return 2;
     }
