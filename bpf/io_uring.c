@@ -151,7 +151,7 @@ static __always_inline int uring_complete(void *ctx, struct uring_req *r, s64 re
         count(type, FIM_C_LOST);
         return 0;
     }
-    tail_calls.call(ctx, TAIL_COMPLETE);
+    tail_calls.call(ctx, FIM_TAIL_COMPLETE_CALL);
     pending_calls.delete(&id);
     return 0;
 }
