@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from otel_fim.kernel.linked_files import scan_linked
-from tests.agent_harness import records, start_agent, stop_agent, wait_records
-from tests.kernel_harness import in_child
+from tests.support.agent_harness import records, start_agent, stop_agent, wait_records
+from tests.support.kernel_harness import in_child
 
 RULES = """
 version: 1
