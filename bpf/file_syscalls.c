@@ -876,7 +876,7 @@ int finish_path(void *ctx)
     if (p->xattr) {
         at = off;
         BOUND(at, 8191);
-        long n = bpf_probe_read_user_str(&ev->data[at], FIM_XATTR_MAX, (void *)p->xattr);
+        long n = rd_name_str(&ev->data[at], FIM_XATTR_MAX, p->xattr, p->io_uring);
         ev->xattr_len = n > 0 ? (u32)n - 1 : 0;
         off += ev->xattr_len;
     }

@@ -19,7 +19,7 @@
 #define EINPROGRESS 115
 
 struct uring_req {
-    struct pending p; /* name/name2 point into `names` once the request completes */
+    struct pending p; /* name/name2/xattr point into `names` once the request completes */
     u32 opcode;
     u32 _pad;
     char names[2][FIM_PATH_MAX];
@@ -35,7 +35,8 @@ static __always_inline int uring_file_op(int op)
 {
     return op == IOU_OP_OPENAT || op == IOU_OP_OPENAT2 || op == IOU_OP_UNLINKAT ||
            op == IOU_OP_RENAMEAT || op == IOU_OP_MKDIRAT || op == IOU_OP_LINKAT ||
-           op == IOU_OP_SYMLINKAT || op == IOU_OP_FTRUNCATE;
+           op == IOU_OP_SYMLINKAT || op == IOU_OP_FTRUNCATE || op == IOU_OP_SETXATTR ||
+           op == IOU_OP_FSETXATTR;
 }
 
 /* The kernel's copy of a name (struct filename *) into names[idx]; returns where it went. */
@@ -107,6 +108,21 @@ static __always_inline int uring_prepare(struct uring_req *r, u64 req, int op)
         p->syscall = SC_FTRUNCATE;
         p->locate = LOC_FILE; /* req->file, once the request has run (fixed files too) */
         p->length = (s64)rd_ptr(req + OFF_IO_FTRUNC_LEN);
+    } else if (op == IOU_OP_SETXATTR || op == IOU_OP_FSETXATTR) {
+        p->type = FIM_SETXATTR;
+        if (op == IOU_OP_SETXATTR) { /* by name, from the cwd, following a final symlink */
+            p->syscall = SC_SETXATTR;
+            p->dfd = AT_FDCWD;
+            p->name = copy_name(r, 0, rd_ptr(req + OFF_IO_XATTR_FILENAME));
+        } else {
+            p->syscall = SC_FSETXATTR;
+            p->locate = LOC_FILE;
+        }
+        /* the attribute's name, copied in at preparation (struct xattr_name) */
+        u64 kname = rd_ptr(req + OFF_IO_XATTR_KNAME);
+        if (kname && bpf_probe_read_kernel_str(r->names[1], FIM_XATTR_MAX,
+                                               (void *)(kname + OFF_XATTR_NAME_NAME)) > 0)
+            p->xattr = (u64)r->names[1];
     } else {
         return -1;
     }
@@ -142,6 +158,8 @@ static __always_inline int uring_complete(void *ctx, struct uring_req *r, s64 re
         p->name = (u64)r->names[0];
     if (p->name2)
         p->name2 = (u64)r->names[1];
+    if (p->xattr)
+        p->xattr = (u64)r->names[1];
     p->retval = retval;
     u64 id = bpf_get_current_pid_tgid();
     u32 type = p->type;

@@ -30,6 +30,7 @@ class Op:
     macro: str  # IOU_OP_* in io_uring.c
     struct: str  # the operation's data in struct io_kiocb
     members: dict[str, str]  # C constant -> member of `struct`
+    other: tuple[tuple[str, str, str], ...] = ()  # (C constant, struct, member) of other structs
 
 
 OPS: tuple[Op, ...] = (
@@ -48,6 +49,10 @@ OPS: tuple[Op, ...] = (
     Op("linkat", "IORING_OP_LINKAT", "IOU_OP_LINKAT", "io_link", {}),
     Op("symlinkat", "IORING_OP_SYMLINKAT", "IOU_OP_SYMLINKAT", "io_link", {}),
     Op("ftruncate", "IORING_OP_FTRUNCATE", "IOU_OP_FTRUNCATE", "io_ftrunc", {"OFF_IO_FTRUNC_LEN": "len"}),
+    Op("setxattr", "IORING_OP_SETXATTR", "IOU_OP_SETXATTR", "io_xattr", {"OFF_IO_XATTR_FILENAME": "filename"},
+       (("OFF_XATTR_NAME_NAME", "xattr_name", "name"),)),
+    Op("fsetxattr", "IORING_OP_FSETXATTR", "IOU_OP_FSETXATTR", "io_xattr", {},
+       (("OFF_XATTR_NAME_NAME", "xattr_name", "name"),)),
 )  # fmt: skip
 
 # Shared by two operations each.
@@ -59,7 +64,8 @@ _LINK_MEMBERS = {
     "OFF_IO_LINK_OLD_DFD": "old_dfd", "OFF_IO_LINK_NEW_DFD": "new_dfd", "OFF_IO_LINK_OLDPATH": "oldpath",
     "OFF_IO_LINK_NEWPATH": "newpath", "OFF_IO_LINK_FLAGS": "flags",
 }  # fmt: skip
-_SHARED = {"io_open": _OPEN_MEMBERS, "io_link": _LINK_MEMBERS}
+_XATTR_MEMBERS = {"OFF_IO_XATTR_KNAME": "ctx.kname"}
+_SHARED = {"io_open": _OPEN_MEMBERS, "io_link": _LINK_MEMBERS, "io_xattr": _XATTR_MEMBERS}
 
 # What every operation needs: C constant -> (struct, member).
 CORE_MEMBERS: dict[str, tuple[str, str]] = {
@@ -155,6 +161,10 @@ def _probe_op(btf: Btf, op: Op, constants: dict[str, int]) -> str:
         if not btf.has_member(op.struct, member):
             return f"BTF has no struct {op.struct} member {member}"
         offsets[const] = btf.offset_of(op.struct, member)
+    for const, struct, member in op.other:
+        if not btf.has_member(struct, member):
+            return f"BTF has no struct {struct} member {member}"
+        offsets[const] = btf.offset_of(struct, member)
     constants.update(offsets)
     constants[op.macro] = opcode
     return ""
@@ -162,9 +172,9 @@ def _probe_op(btf: Btf, op: Op, constants: dict[str, int]) -> str:
 
 def all_member_constants() -> set[str]:
     """Every OFF_* constant io_uring.c uses (0 where an op is not covered, so it compiles)."""
-    names = set(CORE_MEMBERS) | set(_OPEN_MEMBERS) | set(_LINK_MEMBERS)
+    names = set(CORE_MEMBERS) | set(_OPEN_MEMBERS) | set(_LINK_MEMBERS) | set(_XATTR_MEMBERS)
     for op in OPS:
-        names |= set(op.members)
+        names |= set(op.members) | {const for const, _, _ in op.other}
     return names
 
 

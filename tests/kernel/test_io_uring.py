@@ -192,6 +192,8 @@ def test_openat2_with_create_is_a_detection(agent: UringAgent) -> None:
         ("linkat", "watched_write", EventType.LINK),
         ("symlinkat", "watched_symlink", EventType.SYMLINK),
         ("ftruncate", "watched_write", EventType.TRUNCATE),
+        ("setxattr", "watched_write", EventType.SETXATTR),
+        ("fsetxattr", "watched_write", EventType.SETXATTR),
     ],
 )
 def test_each_operation_is_a_detection(agent: UringAgent, op: str, rule: str, etype: EventType) -> None:
@@ -203,11 +205,13 @@ def test_each_operation_is_a_detection(agent: UringAgent, op: str, rule: str, et
         "linkat": [str(source), str(agent.d / "elsewhere" / f"{op}-link")],
         "symlinkat": ["/etc/passwd", str(agent.d / "watched" / f"{op}-symlink")],
         "ftruncate": [str(source), "1"],
+        "setxattr": [str(source), "user.fim", "v1"],
+        "fsetxattr": [str(source), "user.fim", "v2"],
     }[op]
     pid, out = agent.run(op, *args)
     assert out.strip().endswith("res=0"), out
     event = agent.wait_match(pid, rule, etype)
-    assert event.syscall == f"io_uring:{'ftruncate' if op == 'ftruncate' else op}"
+    assert event.syscall == f"io_uring:{op}"
     assert event.retval == 0 and event.process.comm == "uring_ops"
     expected = args[-1] if op in ("mkdirat", "symlinkat") else str(source)
     assert event.file.path == expected
@@ -217,6 +221,8 @@ def test_each_operation_is_a_detection(agent: UringAgent, op: str, rule: str, et
         assert event.details.destination.path == "/etc/passwd"
     if op == "ftruncate":
         assert event.details.length == 1 and source.read_text() == "x"
+    if op.endswith("setxattr"):
+        assert event.details.name == "user.fim" and os.getxattr(source, "user.fim") == args[2].encode()
 
 
 def test_a_failed_operation_is_reported_with_its_error(agent: UringAgent) -> None:

@@ -4,6 +4,7 @@
  *     openat PATH FLAGS_OCTAL     openat2 PATH FLAGS_OCTAL    unlinkat PATH    rmdirat PATH
  *     renameat OLD NEW            mkdirat PATH                linkat OLD NEW   symlinkat TARGET LINK
  *     ftruncate PATH LEN          (PATH opened through io_uring too)
+ *     setxattr PATH NAME VALUE    fsetxattr PATH NAME VALUE (PATH opened through io_uring too)
  *
  * Prints "res=<cqe res>" per operation; exits 0 when the last one succeeded. --skip-success sets
  * IOSQE_CQE_SKIP_SUCCESS (no completion is posted for a success), --async sets IOSQE_ASYNC,
@@ -129,6 +130,20 @@ int main(int argc, char **argv)
             return 1;
         sqe = next_sqe();
         io_uring_prep_rw(OP_FTRUNCATE, sqe, fd, NULL, 0, strtoull(a[1], NULL, 10));
+        res = run(sqe);
+    } else if (!strcmp(op, "setxattr")) {
+        sqe = next_sqe();
+        io_uring_prep_setxattr(sqe, a[1], a[2], a[0], 0, strlen(a[2]));
+        res = run(sqe);
+    } else if (!strcmp(op, "fsetxattr")) {
+        unsigned saved = sqe_flags;
+        sqe_flags = 0;
+        int fd = open_path(a[0], O_WRONLY);
+        sqe_flags = saved;
+        if (fd < 0)
+            return 1;
+        sqe = next_sqe();
+        io_uring_prep_fsetxattr(sqe, fd, a[1], a[2], 0, strlen(a[2]));
         res = run(sqe);
     } else {
         fprintf(stderr, "unknown op %s\n", op);
