@@ -188,8 +188,16 @@ TRACEPOINT_PROBE(io_uring, io_uring_submit_req)
     if (!r || uring_prepare(r, req, op) < 0 || dropped_early(&r->p))
         return 0;
     keep_submitter(&r->p, args->sq_thread);
-    if (args->flags & (1ULL << IOU_REQ_F_CQE_SKIP_BIT))
+    if (args->flags & (1ULL << IOU_REQ_F_CQE_SKIP_BIT)) {
+        /* Completed now, before it runs: its struct file is not assigned yet, its fd is known
+         * (a registered file's index is not an fd: -1, and the file stays unnamed). */
+        if (r->p.locate == LOC_FILE) {
+            r->p.locate = LOC_FD;
+            r->p.dfd = (args->flags & (1ULL << IOU_REQ_F_FIXED_FILE_BIT))
+                           ? -1 : (s32)rd_u32(req + OFF_IO_KIOCB_CQE_FD);
+        }
         return uring_complete(args, r, -EINPROGRESS);
+    }
     if (uring_reqs.update(&req, r) != 0) {
         count(r->p.type, FIM_C_SEEN);
         count(r->p.type, FIM_C_LOST);

@@ -71,13 +71,17 @@ _SHARED = {"io_open": _OPEN_MEMBERS, "io_link": _LINK_MEMBERS, "io_xattr": _XATT
 CORE_MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_IO_KIOCB_OPCODE": ("io_kiocb", "opcode"),
     "OFF_IO_KIOCB_FILE": ("io_kiocb", "file"),
+    "OFF_IO_KIOCB_CQE_FD": ("io_kiocb", "cqe.fd"),
     "OFF_FILENAME_NAME": ("filename", "name"),
     "OFF_OPEN_HOW_FLAGS": ("open_how", "flags"),
     "OFF_OPEN_HOW_MODE": ("open_how", "mode"),
     "OFF_TASK_GROUP_LEADER": ("task_struct", "group_leader"),
     "OFF_TASK_COMM": ("task_struct", "comm"),
 }
-CORE_ENUMS = {"IOU_REQ_F_CQE_SKIP_BIT": "REQ_F_CQE_SKIP_BIT"}
+CORE_ENUMS = {
+    "IOU_REQ_F_CQE_SKIP_BIT": "REQ_F_CQE_SKIP_BIT",
+    "IOU_REQ_F_FIXED_FILE_BIT": "REQ_F_FIXED_FILE_BIT",
+}
 # Tracepoint -> the fields io_uring.c reads from it.
 TRACEPOINTS = {
     "io_uring_submit_req": ("req", "opcode", "flags", "sq_thread"),

@@ -233,6 +233,15 @@ def test_a_failed_operation_is_reported_with_its_error(agent: UringAgent) -> Non
     assert event.retval == -2 and event.file.path == str(missing)
 
 
+def test_skipped_completion_of_an_fd_operation_names_the_file(agent: UringAgent) -> None:
+    target = fresh(agent, "skip-truncated", "long content\n")
+    pid, out = agent.run("--skip-success", "ftruncate", str(target), "2")
+    assert target.read_text() == "lo", out
+    event = agent.wait_match(pid, "watched_write", EventType.TRUNCATE)
+    assert event.retval == -115 and event.file.path == str(target)
+    assert event.file.inode == os.stat(target).st_ino
+
+
 def test_skipped_completion_is_reported_at_submission(agent: UringAgent) -> None:
     """IOSQE_CQE_SKIP_SUCCESS: the kernel posts no completion for a success (no io_uring_complete):
     the request is reported when submitted, its outcome unknown (-EINPROGRESS)."""
