@@ -38,6 +38,9 @@ enum fim_syscall {
     SC_UTIME, SC_UTIMES, SC_UTIMENSAT, SC_FUTIMESAT,
     SC_MAX,
 };
+/* fim_event.syscall bit: the call was submitted through io_uring (bpf/io_uring.c), the low bits
+ * name its syscall twin */
+#define FIM_SC_IO_URING 0x80
 
 /* Syscalls that act on a symlink's target when the name's last component is one (bit = enum
  * fim_syscall). */

@@ -26,6 +26,19 @@ enum locate {
     LOC_NAME = 0, /* (dfd, name) */
     LOC_FD,       /* descriptor `fd` */
     LOC_OPEN,     /* the returned descriptor when it succeeded, else (dfd, name) */
+    LOC_FILE,     /* `name` holds the struct file * itself (io_uring knows the file, not an fd) */
+};
+
+/* Who submitted an io_uring request: the io-wq worker that runs it is another thread (and a
+ * request completed while its task exits runs in a kernel worker). */
+struct submitter {
+    u32 tgid;
+    u32 tid;
+    u32 ppid;
+    u32 uid;
+    u32 gid;
+    u32 euid;
+    char comm[16];
 };
 
 struct pending {
@@ -42,7 +55,9 @@ struct pending {
     u32 mode;
     u32 new_uid;
     u32 new_gid;
+    u32 io_uring;  /* submitted through io_uring: names are kernel copies, `sub` is the submitter */
     s64 retval;    /* filled at exit */
+    struct submitter sub;
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -84,18 +99,24 @@ static __always_inline int invalidates(u32 type)
     return type == FIM_RENAME || type == FIM_LINK || type == FIM_RMDIR;
 }
 
-static __always_inline int stash(struct pending *p)
+/* The cheapest filters, before anything is stored: the type's policy and the open-flag gate. */
+static __always_inline int dropped_early(struct pending *p)
 {
-    u64 id = bpf_get_current_pid_tgid();
-    if (untracked(id))
-        return 0;
     struct fim_policy *pol = policy_of(p->type);
     if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type)) ||
                 (p->type == FIM_OPEN && !open_gate_passes(pol, p->open_flags)))) {
         count(p->type, FIM_C_SEEN);
         count(p->type, FIM_C_APPROVER_DROPPED);
-        return 0;
+        return 1;
     }
+    return 0;
+}
+
+static __always_inline int stash(struct pending *p)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    if (untracked(id) || dropped_early(p))
+        return 0;
     pending_calls.update(&id, p);
     return 0;
 }
@@ -496,7 +517,7 @@ struct resolve_job {
     u32 mask;   /* the event's type bit when its policy denies unless approved, else 0 */
     u32 approved;
     u32 no_discard; /* rename/link: the destination may be watched even when the source is not */
-    u32 _pad;
+    u32 kernel_names; /* names are in kernel memory (io_uring's copies), not the caller's */
 };
 
 BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
@@ -551,13 +572,14 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->lk.final = LK_FINAL_UNKNOWN;
     if (has_host_root(&root))
         f->flags |= FIM_F_HOST_ROOT;
-    u64 file = locate == LOC_FD ? fd_file(task, dfd) : 0;
+    u64 file = locate == LOC_FD ? fd_file(task, dfd) : locate == LOC_FILE ? name : 0;
     if (file) {
         rd_path(file + OFF_FILE_F_PATH, &from);
         return begin_exact(job, f, &from, &root);
     }
-    char first = 0;
-    bpf_probe_read_user(&first, 1, (void *)name);
+    char lead[2] = {};
+    rd_name_str(lead, sizeof(lead), name, job->kernel_names);
+    char first = lead[0];
     if (first == '/' && FIM_NAME_LOOKUP) {
         from = root;
     } else if (first == '/' || base_dir(task, fs, dfd, &from) < 0) {
@@ -628,6 +650,7 @@ int complete_call(void *ctx)
     job->mask = (pol && pol->mode == FIM_POLICY_DENY) ? 1u << type : 0;
     job->approved = 0;
     job->no_discard = p->name2 != 0;
+    job->kernel_names = p->io_uring;
     job->follows = ((1ULL << (p->syscall & 63)) & FIM_FOLLOWS_LAST) ||
                    (type == FIM_OPEN && !(p->open_flags & O_NOFOLLOW));
 
@@ -652,6 +675,15 @@ int complete_call(void *ctx)
     ev->new_gid = p->new_gid;
     ev->xattr_len = 0;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+    if (p->io_uring) { /* the submitter, not the io-wq worker that ran the request */
+        ev->pid = p->sub.tgid;
+        ev->tid = p->sub.tid;
+        ev->ppid = p->sub.ppid;
+        ev->uid = p->sub.uid;
+        ev->gid = p->sub.gid;
+        ev->euid = p->sub.euid;
+        __builtin_memcpy(ev->comm, p->sub.comm, sizeof(ev->comm));
+    }
     __builtin_memset(&ev->dest, 0, sizeof(ev->dest));
 
     u32 locate = p->locate;
@@ -736,7 +768,7 @@ int lookup_name(void *ctx)
     if (!ev || !job || !b)
         return 0;
     if (job->lk.hops == 0)
-        lk_parse(&job->lk, b, job->name);
+        lk_parse(&job->lk, b, job->name, job->kernel_names);
     lk_run(&job->lk, b);
     job->lk.hops++;
     if (job->lk.state < LK_STOP && job->lk.hops < LK_HOPS)
@@ -810,7 +842,7 @@ int finish_path(void *ctx)
     if (job->mode == RES_EXACT)
         finish_exact(s, &job->w, &r);
     else
-        finish_joined(s, &job->w, (const char *)job->name, job->mode == RES_ABSOLUTE, &r);
+        finish_joined(s, &job->w, (const char *)job->name, job->kernel_names, job->mode == RES_ABSOLUTE, &r);
     if (job->mask && !job->approved) {
         u32 base = basename_start(s, r.start, r.end);
         job->approved = job->w.approved || !provably_unwatched(s, job, &r, base) ||
@@ -835,7 +867,7 @@ int finish_path(void *ctx)
         /* symlink: the target is kept as written. */
         at = off;
         BOUND(at, 4095);
-        long n = bpf_probe_read_user_str(&ev->data[at], FIM_PATH_MAX, (void *)p->name2);
+        long n = rd_name_str(&ev->data[at], FIM_PATH_MAX, p->name2, p->io_uring);
         u32 tlen = n > 0 ? (u32)n - 1 : 0;
         ev->dest.flags = FIM_F_RAW | (n == FIM_PATH_MAX ? FIM_F_TRUNCATED : 0);
         ev->dest.path_len = tlen;
@@ -844,7 +876,7 @@ int finish_path(void *ctx)
     if (p->xattr) {
         at = off;
         BOUND(at, 8191);
-        long n = bpf_probe_read_user_str(&ev->data[at], FIM_XATTR_MAX, (void *)p->xattr);
+        long n = rd_name_str(&ev->data[at], FIM_XATTR_MAX, p->xattr, p->io_uring);
         ev->xattr_len = n > 0 ? (u32)n - 1 : 0;
         off += ev->xattr_len;
     }

@@ -28,6 +28,15 @@ static __always_inline u16 rd_u16(u64 addr)
     return v;
 }
 
+/* A name a call was given: in user memory for a syscall; for io_uring, the kernel's own copy
+ * (bpf/io_uring.c), which the submitter can no longer change. */
+static __always_inline long rd_name_str(void *dst, u32 size, u64 src, u32 kernel)
+{
+    if (kernel)
+        return bpf_probe_read_kernel_str(dst, size, (void *)src);
+    return bpf_probe_read_user_str(dst, size, (void *)src);
+}
+
 /* struct path { struct vfsmount *mnt; struct dentry *dentry; } */
 struct kpath {
     u64 mnt;    /* struct vfsmount * */

@@ -72,7 +72,8 @@ BPF_PERCPU_ARRAY(lookup_names, struct lookup_name_buf, 1);
 /* Split the name into components (empty ones from "//" skipped). The loop keeps its state in
  * the map value, not in registers: the verifier then sees one state per iteration instead of one
  * per combination of values, which it could not finish exploring. */
-static __always_inline void lk_parse(struct name_lookup *lk, struct lookup_name_buf *b, u64 name)
+static __always_inline void lk_parse(struct name_lookup *lk, struct lookup_name_buf *b, u64 name,
+                                     u32 kernel_name)
 {
     lk->parsed = 0;
     lk->count = 0;
@@ -83,7 +84,7 @@ static __always_inline void lk_parse(struct name_lookup *lk, struct lookup_name_
     lk->p_start = 0;
     lk->p_in = 0;
     lk->p_ended = 0;
-    long n = bpf_probe_read_user_str(b->buf, LK_NAME_MAX, (void *)name);
+    long n = rd_name_str(b->buf, LK_NAME_MAX, name, kernel_name);
     if (n <= 1)
         return;
 #pragma clang loop unroll(disable)

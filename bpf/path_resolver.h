@@ -125,7 +125,8 @@ static __always_inline void finish_exact(struct path_scratch *s, struct walk_sta
  * name as the process passed it. `.`/`..` and symlinks inside the name are left to user space,
  * which FIM_F_JOINED tells. */
 static __always_inline void finish_joined(struct path_scratch *s, struct walk_state *w,
-                                          const char *name, int absolute, struct resolved *r)
+                                          const char *name, u32 kernel_name, int absolute,
+                                          struct resolved *r)
 {
     r->flags = w->flags | FIM_F_JOINED;
     r->start = w->pos;
@@ -136,7 +137,7 @@ static __always_inline void finish_joined(struct path_scratch *s, struct walk_st
         s->buf[BASE_END] = '/';
         at = BASE_END + 1;
     }
-    long n = bpf_probe_read_user_str(&s->buf[at], FIM_PATH_MAX, name);
+    long n = rd_name_str(&s->buf[at], FIM_PATH_MAX, (u64)name, kernel_name);
     if (n <= 1) { /* empty or unreadable name: the base directory itself */
         if (r->start >= BASE_END) {
             r->start = BASE_END - 1;

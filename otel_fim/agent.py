@@ -110,6 +110,9 @@ def filter_snapshot(sensor: Sensor) -> dict[str, int]:
         "discarders_valid": f.discarder_count(),
         "discarder_revision": f.revision(),
         "approver_inodes": f.stats.approver_inodes,
+        "linked_inodes": f.stats.linked_inodes,
+        "linked_scan_entries": f.stats.linked_scan_entries,
+        "linked_scan_truncated": f.stats.linked_scan_truncated,
         **{f"name_lookup_{name}": n for name, n in sensor.lookup_counters().items()},
     }
 

@@ -11,6 +11,7 @@ from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
 from otel_fim.export.record import AgentRecord, RecordError, event_from_record, summary
+from otel_fim.kernel import io_uring
 from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
@@ -114,6 +115,9 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     unused = [t.value for t in EventType if t not in ruleset.event_types()]
     if unused:
         print(f"\nno rules (not attached): {', '.join(unused)}", file=out)
+    print("\nkernel on this host:", file=out)
+    for line in io_uring.probe_host().describe():  # what the rules cannot see here
+        print(f"  {line}", file=out)
     return 0
 
 

@@ -7,6 +7,7 @@ equals the OTLP record a Collector receives. Attribute names come from `attribut
 
 from __future__ import annotations
 
+import errno
 import functools
 import re
 import shlex
@@ -349,6 +350,8 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     elif isinstance(d, XattrDetails):
         what += f" xattr={escape_name(d.name)}"
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
+    if event.retval == -errno.EINPROGRESS and event.syscall.startswith("io_uring:"):
+        result = "submitted, outcome not observed"  # IOSQE_CQE_SKIP_SUCCESS: see bpf/io_uring.c
     line = f"{what} by {escape_name(p.comm)}[{p.pid}] uid={p.euid} ({event.syscall}: {result})"
     return line + _matched(matches).rules if matches else line
 

@@ -30,9 +30,9 @@ from otel_fim.kernel.layout import (
     F_JOINED,
     F_TRUNCATED,
     FOLLOWS_LAST,
-    SYSCALLS,
     FimEventHeader,
     FimFile,
+    syscall_names,
 )
 from otel_fim.kernel.unpack import flat_layout
 
@@ -118,8 +118,8 @@ class Decoder:
         etype = EVENT_TYPES[h.type]
         file_len = h.file_path_len
         dest_len = h.dest_path_len
-        syscall = SYSCALLS[h.syscall]
-        file = self._file(_FileFields._make(h[_FILE]), data[:file_len], syscall in FOLLOWS_LAST)
+        syscall, twin = syscall_names(h.syscall)
+        file = self._file(_FileFields._make(h[_FILE]), data[:file_len], twin in FOLLOWS_LAST)
         process = ProcessInfo(
             pid=h.pid,
             tid=h.tid,

@@ -34,6 +34,7 @@ from otel_fim.kernel.layout import (
     FimPrefixKey,
     type_bit,
 )
+from otel_fim.kernel.linked_files import scan_linked
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class FilterStats:
     discarders_suppressed: int = 0  # not pushed: recently pushed, or over the rate limit
     approver_inodes: int = 0
     reloads: int = 0
+    linked_inodes: int = 0  # files in watched directories with other names (hard links), approved
+    linked_scan_entries: int = 0  # directory entries the last hard-link scan looked at
+    linked_scan_truncated: int = 0  # scans that hit a bound (some linked files not approved)
 
 
 @dataclass
@@ -85,6 +89,7 @@ class TypePlan:
     prefixes: frozenset[str] = frozenset()  # directories, with a trailing '/'
     files: frozenset[str] = frozenset()  # exact paths: their inodes catch hard links
     dirs: frozenset[str] = frozenset()  # directories: their inodes catch bind mounts
+    trees: frozenset[str] = frozenset()  # those of `dirs` watched with everything below them
     flags_any: int | None = None
     allow_rdonly: bool = False
 
@@ -109,6 +114,7 @@ def plan_for(ruleset: RuleSetLike | None, etype: EventType, enabled: bool) -> Ty
         prefixes=frozenset(d.rstrip("/") + "/" for d in dirs),
         files=frozenset(sides.paths),
         dirs=frozenset(dirs),
+        trees=frozenset(sides.ancestor_dirs),
         **gate,
     )
 
@@ -177,7 +183,9 @@ class KernelFilter:
         Each distinct path is stat()ed once, and the kernel map is updated in place (new entries
         first, stale ones removed after), so it is never empty while the agent runs."""
         masks: dict[tuple[str, bool], int] = {}  # (path, is_dir) -> event-type bits
+        trees: set[str] = set()
         for etype, plan in self.plans.items():
+            trees |= plan.trees
             bit = type_bit(etype)
             for path in plan.files:
                 masks[(path, False)] = masks.get((path, False), 0) | bit
@@ -196,6 +204,16 @@ class KernelFilter:
             else:
                 entry.file_mask |= bits
                 watched_files[key] = path
+        # Files in watched directories known under other names too (hard links): their inode.
+        dirs = [(path, path in trees, bits) for (path, is_dir), bits in masks.items() if is_dir]
+        linked = scan_linked(dirs)
+        for key, found in linked.files.items():
+            entry = entries.setdefault(key, FimInodeApprover())
+            entry.file_mask |= found.mask
+            watched_files.setdefault(key, found.path)
+        self.stats.linked_inodes = len(linked.files)
+        self.stats.linked_scan_entries = linked.scanned
+        self.stats.linked_scan_truncated += int(linked.truncated)
         for (dev, ino), entry in entries.items():
             self._inodes[inode_key(dev, ino)] = entry
         wanted = {(kernel_dev(dev), ino) for dev, ino in entries}

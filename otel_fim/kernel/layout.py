@@ -57,6 +57,16 @@ FOLLOWS_LAST = frozenset(
      "utime", "utimes", "utimensat", "futimesat"}
 )  # fmt: skip
 
+# fim_event.syscall bit (FIM_SC_IO_URING): submitted through io_uring; the low bits name the twin
+SC_IO_URING = 0x80
+
+
+def syscall_names(code: int) -> tuple[str, str]:
+    """(fim.syscall, the syscall twin): ("io_uring:openat", "openat") for an io_uring request."""
+    twin = SYSCALLS[code & ~SC_IO_URING]
+    return (f"io_uring:{twin}" if code & SC_IO_URING else twin), twin
+
+
 # enum fim_counter order (`counters` index = type * len(COUNTERS) + counter)
 COUNTERS: tuple[str, ...] = ("seen", "approver_dropped", "discarder_dropped", "sent", "lost")
 
@@ -307,6 +317,7 @@ CONSTANTS: dict[str, int] = {
     "FIM_DATA_MAX": FIM_DATA_MAX,
     "FIM_MAX_DEPTH": FIM_MAX_DEPTH,
     "FIM_FOLLOWS_LAST": syscall_mask(FOLLOWS_LAST),
+    "FIM_SC_IO_URING": SC_IO_URING,
     "FIM_F_TRUNCATED": F_TRUNCATED,
     "FIM_F_FROM_DENTRY": F_FROM_DENTRY,
     "FIM_F_JOINED": F_JOINED,

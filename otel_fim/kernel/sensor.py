@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from otel_fim.event import Event, EventType
-from otel_fim.kernel import headers, tracefs
+from otel_fim.kernel import headers, io_uring, tracefs
 from otel_fim.kernel.btf import Btf, BtfError
 from otel_fim.kernel.decoder import Decoder
 from otel_fim.kernel.headers import HeadersError
@@ -115,6 +115,7 @@ class SensorOptions:
     agent_pid: int = os.getpid()
     kernel_filter: bool = True  # False: every event goes to user space (--no-kernel-filter)
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
+    io_uring: bool = True  # io_uring file operations (bpf/io_uring.c), where the kernel allows
 
 
 class Sensor:
@@ -131,6 +132,7 @@ class Sensor:
         self._decoder = Decoder()
         self.offsets: dict[str, int] = {}
         self.name_lookup: dict[str, int] = {}  # FIM_NAME_LOOKUP and, when 1, its constants
+        self.io_uring = io_uring.IoUringSupport(reason="not probed")
         self.filter: KernelFilter | None = None
         self.decode_errors = 0
         self.handler_errors = 0
@@ -166,13 +168,19 @@ class Sensor:
             btf = Btf.load(opts.btf_path)
             self.offsets = read_offsets(btf, members)
             self.name_lookup = name_lookup_constants(btf)
+            self.io_uring = io_uring.probe(btf) if opts.io_uring else io_uring.IoUringSupport("turned off")
         except (HeadersError, TracefsError, BtfError, OSError) as exc:
             raise SensorError(f"cannot prepare the kernel sensor: {exc}{_root_hint()}") from exc
-        sources = ["file_syscalls.c", *(m.source for m in self.modules)]
+        for line in self.io_uring.describe():
+            (log.info if self.io_uring.available and "not covered" not in line else log.warning)("%s", line)
+        modules = list(self.modules)
+        if self.io_uring.available:
+            modules.append(io_uring.IoUringModule(self.io_uring))
+        sources = ["file_syscalls.c", *(m.source for m in modules)]
         source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
         flags += cflags(self.name_lookup)
-        for module in self.modules:
+        for module in modules:
             flags += module.cflags()
         # Written once the tail-call programs are in place: bcc attaches the tracepoints while
         # loading, and until the config is armed they track nothing (no half-finished chain).
