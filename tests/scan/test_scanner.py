@@ -146,9 +146,7 @@ def test_throttle_limits_the_file_rate(tmp_path):
 
 def test_a_finding_record_replays_with_its_marker(tmp_path):
     """`otel-fim rules test` on the jsonl output: a finding comes back as a finding."""
-    from otel_fim.export.record import RecordError, event_from_record
-
-    from otel_fim.export.record import log_record
+    from otel_fim.export.record import RecordError, event_from_record, log_record
     from otel_fim.scan.service import Gap, gap_record
 
     d, watched = tree(tmp_path)
