@@ -183,6 +183,7 @@ class ScanService:
             with self._lock:
                 if self._gap is None:
                     self._gap = Gap(self._lost_checked_ns, now, total - self._lost_seen)
+                    self._gap_started(self._gap)
                 else:
                     self._gap.end_ns, self._gap.noticed = now, time.monotonic()
                     self._gap.lost += total - self._lost_seen
@@ -190,6 +191,15 @@ class ScanService:
             self._wake.set()
         self._lost_seen = total
         self._lost_checked_ns = now
+
+    def _gap_started(self, gap: Gap) -> None:
+        """Say so at once (an alert should not wait for the losses to stop); the record with the
+        gap's end and length follows when the repair scan starts. Never blocks the caller."""
+        log.warning("coverage gap: the kernel is losing events (%d so far); a repair scan follows", gap.lost)
+        try:
+            self.findings.put_nowait(gap_record(gap, ended=False))
+        except queue.Full:
+            pass  # the record at the repair still says it
 
     def deliver(
         self, report: Callable[[Event], object], emit_record: Callable[[dict[str, Any]], object]
@@ -360,18 +370,25 @@ class ScanService:
         store.commit()
 
 
-def gap_record(gap: Gap) -> dict[str, Any]:
+def gap_record(gap: Gap, ended: bool = True) -> dict[str, Any]:
+    """`ended`: the losses stopped (the repair scan starts); else the gap was just noticed."""
     seconds = (gap.end_ns - gap.start_ns) / 1e9
-    body = (
-        f"coverage gap: the kernel lost {gap.lost} events between {iso(gap.start_ns)} and "
-        f"{iso(gap.end_ns)} ({seconds:.1f}s); a repair scan of the watched files follows"
-    )
+    if ended:
+        body = (
+            f"coverage gap: the kernel lost {gap.lost} events between {iso(gap.start_ns)} and "
+            f"{iso(gap.end_ns)} ({seconds:.1f}s); a repair scan of the watched files follows"
+        )
+    else:
+        body = (
+            f"coverage gap: the kernel is losing events since {iso(gap.start_ns)} ({gap.lost} so far); "
+            "a repair scan of the watched files follows once it stops"
+        )
     return agent_record(
         "otel_fim.coverage.gap", "high", body,
         {
             "fim.gap.start": iso(gap.start_ns), "fim.gap.end": iso(gap.end_ns),
             "fim.gap.duration_s": round(seconds, 3), "fim.gap.lost": gap.lost,
-            "fim.gap.reason": "kernel_lost",
+            "fim.gap.reason": "kernel_lost", "fim.gap.state": "ended" if ended else "ongoing",
         },
     )  # fmt: skip
 

@@ -121,6 +121,7 @@ def test_dpkg_writes_are_verified_against_the_package_database(tmp_path, clean_p
         fake.parent.mkdir()
         shutil.copy("/bin/sh", fake)
         (tmp_path / "good").write_bytes(b"genuine 3.0\n")
+        time.sleep(1.5)  # the plugin re-reads dpkg's database at most once a second
         subprocess.run([str(fake), "-c", f"cat {tmp_path / 'good'} > {TOOL}"], check=True)
         named = tool_records(
             out, lambda r: r["attributes"].get("process.executable.path") == str(fake)

@@ -199,7 +199,9 @@ def test_lost_events_start_a_repair_scan(tmp_path):
     finally:
         stop_agent(proc)
     recs = records(out)
-    (gap,) = [r for r in recs if r["event_name"] == "otel_fim.coverage.gap"][:1]
+    gaps = [r for r in recs if r["event_name"] == "otel_fim.coverage.gap"]
+    assert gaps[0]["attributes"]["fim.gap.state"] == "ongoing"  # said at once, before the repair
+    (gap,) = [r for r in gaps if r["attributes"]["fim.gap.state"] == "ended"][:1]
     g = gap["attributes"]
     assert g["fim.gap.lost"] > 0 and g["fim.gap.duration_s"] >= 0
     assert g["fim.gap.start"] <= g["fim.gap.end"]
