@@ -5,6 +5,8 @@ Values are the x86-64 / generic ones from the kernel's uapi headers (asm-generic
 
 from __future__ import annotations
 
+from otel_fim.attr_flags import FS_FLAGS
+
 OPEN_FLAGS: dict[str, int] = {
     "O_RDONLY": 0o0,
     "O_WRONLY": 0o1,
@@ -65,7 +67,7 @@ MODE_BITS: dict[str, int] = {
     "S_IXOTH": 0o001,
 }
 
-ALL_CONSTANTS: dict[str, int] = {**OPEN_FLAGS, **MODE_BITS}
+ALL_CONSTANTS: dict[str, int] = {**OPEN_FLAGS, **MODE_BITS, **FS_FLAGS}
 
 
 def open_flags_text(flags: int) -> str:

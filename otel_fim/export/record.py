@@ -14,15 +14,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from otel_fim.attr_flags import flags_text as attr_flags_text
 from otel_fim.constants import open_flags_text
 from otel_fim.event import (
     AncestorInfo,
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     DestinationDetails,
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
@@ -139,7 +142,22 @@ def _details_attributes(event: Event) -> dict[str, Any]:
         return {"fim.xattr.name": escape_name(d.name)}
     if isinstance(d, TruncateDetails):
         return {"fim.truncate.length": d.length}
+    if isinstance(d, MknodDetails):
+        return {"fim.mknod.mode": _mode_text(d.mode), "fim.mknod.file_type": d.file_type}
+    if isinstance(d, ChattrDetails):
+        return _chattr_attributes(d)
     return {}
+
+
+def _chattr_attributes(d: ChattrDetails) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"fim.chattr.request": d.request}
+    if d.flags is not None:
+        attrs["fim.chattr.flags"] = d.flags
+        attrs["fim.chattr.flags_text"] = attr_flags_text(d.flags)
+    if d.old_flags is not None:
+        attrs["fim.chattr.old_flags"] = d.old_flags
+        attrs["fim.chattr.old_flags_text"] = attr_flags_text(d.old_flags)
+    return attrs
 
 
 def _escaped(event: Event) -> bool:
@@ -329,6 +347,12 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
         what += f" owner={d.uid}:{d.gid}"
     elif isinstance(d, XattrDetails):
         what += f" xattr={escape_name(d.name)}"
+    elif isinstance(d, MknodDetails):
+        what += f" {d.file_type} mode={_mode_text(d.mode)}"
+    elif isinstance(d, ChattrDetails):
+        old = "?" if d.old_flags is None else attr_flags_text(d.old_flags)
+        new = "?" if d.flags is None else attr_flags_text(d.flags)
+        what += f" flags={old}->{new}"
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
     line = f"{what} by {escape_name(p.comm)}[{p.pid}] uid={p.euid} ({event.syscall}: {result})"
     return line + _matched(matches).rules if matches else line

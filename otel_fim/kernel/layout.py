@@ -30,6 +30,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType.SETXATTR,
     EventType.REMOVEXATTR,
     EventType.TRUNCATE,
+    EventType.MKNOD,
+    EventType.CHATTR,
 )
 
 # enum fim_syscall order
@@ -41,6 +43,7 @@ SYSCALLS: tuple[str, ...] = (
     "chown", "fchown", "lchown", "fchownat",
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
     "utime", "utimes", "utimensat", "futimesat",
+    "mknod", "mknodat", "ioctl",
 )  # fmt: skip
 
 # enum fim_counter order
@@ -72,6 +75,20 @@ class FimFile(ctypes.Structure):
     ]
 
 
+# struct fim_attr_change.valid
+ATTR_NEW_READ = 0x1
+ATTR_OLD_READ = 0x2
+
+
+class FimAttrChange(ctypes.Structure):
+    _fields_ = [
+        ("cmd", ctypes.c_uint32),
+        ("new_flags", ctypes.c_uint32),
+        ("old_flags", ctypes.c_uint32),
+        ("valid", ctypes.c_uint32),
+    ]
+
+
 class FimEventHeader(ctypes.Structure):
     """struct fim_event without its `data` tail (read separately with string_at: a c_char array
     would stop at the first NUL)."""
@@ -99,6 +116,7 @@ class FimEventHeader(ctypes.Structure):
         ("comm", ctypes.c_char * 16),
         ("file", FimFile),
         ("dest", FimFile),
+        ("attr", FimAttrChange),
     ]
 
 
@@ -195,6 +213,10 @@ class FimPolicy(ctypes.Structure):
         ("allow_rdonly", ctypes.c_uint8),
         ("_pad", ctypes.c_uint8 * 6),
     ]
+
+
+class FimValueApprover(ctypes.Structure):
+    _fields_ = [("mode_any", ctypes.c_uint32), ("xattr_names", ctypes.c_uint32)]
 
 
 class FimBasenameKey(ctypes.Structure):

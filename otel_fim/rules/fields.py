@@ -102,6 +102,9 @@ WRITE_SIDES: dict[EventType, tuple[str, ...]] = {
     EventType.UTIMES: ("file",),
     EventType.SETXATTR: ("file",),
     EventType.REMOVEXATTR: ("file",),
+    EventType.SYMLINK: ("file",),  # the new link's own path (its target is not written)
+    EventType.MKNOD: ("file",),
+    EventType.CHATTR: ("file",),
 }
 
 
@@ -150,7 +153,9 @@ def _register_builtins() -> None:
     o = EventType.OPEN
     register_field("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
     register_field("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
-    register_field("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
+    register_field(
+        "chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, "chmod.mode", "new mode"
+    )
     register_field(
         "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
     )
@@ -171,7 +176,19 @@ def _register_builtins() -> None:
         "the link's target, as written (not resolved)",
     )  # fmt: skip
     for t in (EventType.SETXATTR, EventType.REMOVEXATTR):
-        register_field(f"{t.value}.file.destination.name", S, _detail("name"), t, None, "the xattr name")
+        key = "xattr.name" if t is EventType.SETXATTR else None  # setxattr: a kernel approver
+        register_field(f"{t.value}.file.destination.name", S, _detail("name"), t, key, "the xattr name")
+
+    register_field(
+        "mknod.file.destination.mode", I, _detail("mode"), EventType.MKNOD, "mknod.mode",
+        "file type and permission bits as passed (S_IFREG, S_IFIFO, ...)",
+    )  # fmt: skip
+    c = EventType.CHATTR
+    register_field("chattr.flags", I, _detail("flags"), c, None, "requested attribute flags (FS_*_FL)")
+    register_field(
+        "chattr.old_flags", I, _detail("old_flags"), c, None, "the inode's flags before (FS_*_FL subset)"
+    )
+    register_field("chattr.request", S, _detail("request"), c, None, "FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR")
 
     register_field("process.pid", I, lambda e: e.process.pid, doc="process id (tgid)")
     register_field("process.ppid", I, lambda e: e.process.ppid, doc="parent process id")

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from otel_fim.event import (
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     ContainerInfo,
@@ -20,6 +21,7 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
@@ -94,7 +96,21 @@ def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
         return XattrDetails(unescape_name(str(attrs.get("fim.xattr.name", ""))))
     if event_type is EventType.TRUNCATE:
         return TruncateDetails(_int(attrs.get("fim.truncate.length"), 0) or 0)
+    if event_type is EventType.MKNOD:
+        kind = str(attrs.get("fim.mknod.file_type", "regular"))
+        type_bits = {v: k for k, v in _MKNOD_TYPE_BITS.items()}.get(kind, 0)
+        return MknodDetails(type_bits | (_int(attrs.get("fim.mknod.mode"), 0, 8) or 0), kind)
+    if event_type is EventType.CHATTR:
+        return ChattrDetails(
+            str(attrs.get("fim.chattr.request", "")),
+            _int(attrs.get("fim.chattr.flags")),
+            _int(attrs.get("fim.chattr.old_flags")),
+        )
     return None
+
+
+_MKNOD_TYPE_BITS = {0o100000: "regular", 0o010000: "fifo", 0o140000: "socket", 0o020000: "char",
+                    0o060000: "block"}  # fmt: skip
 
 
 def event_from_record(record: Mapping[str, Any]) -> Event:

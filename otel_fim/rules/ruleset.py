@@ -125,7 +125,7 @@ class _TypeIndex:
         self.programs.append(rule.programs[event_type])
         self.matches.append(match)
         paths = rule.filters[event_type].paths
-        if paths is None:
+        if paths is None or rule.filters[event_type].values:  # values: any path may match
             self.always.append(position)
             return
         self.file.add(paths.file, position)

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from otel_fim import attr_flags
 from otel_fim.kernel import headers, layout
 
 pytestmark = pytest.mark.kernel
@@ -30,6 +31,13 @@ FACTS = [
     ("offsetof(struct fim_discarder, generation)", layout.FimDiscarder.generation.offset),
     ("sizeof(struct fim_inode_approver)", ctypes.sizeof(layout.FimInodeApprover)),
     ("sizeof(struct fim_config)", ctypes.sizeof(layout.FimConfig)),
+    ("offsetof(struct fim_event, attr)", layout.FimEventHeader.attr.offset),
+    ("sizeof(struct fim_attr_change)", ctypes.sizeof(layout.FimAttrChange)),
+    ("sizeof(struct fim_value_approver)", ctypes.sizeof(layout.FimValueApprover)),
+    ("FIM_ATTR_NEW_READ", layout.ATTR_NEW_READ),
+    ("FIM_ATTR_OLD_READ", layout.ATTR_OLD_READ),
+    ("FIM_FS_IOC_SETFLAGS", 0x40086602),
+    ("FIM_FS_IOC_FSSETXATTR", attr_flags.FS_IOC_FSSETXATTR),
     ("FIM_PATH_MAX", layout.FIM_PATH_MAX),
     ("FIM_DATA_MAX", layout.FIM_DATA_MAX),
     ("FIM_BASENAME_KEY", layout.BASENAME_KEY),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from otel_fim.event import (
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     ContainerInfo,
@@ -10,6 +11,7 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
@@ -39,6 +41,7 @@ def make_event(
     inode: int = 42,
     retval: int = 0,
     container: str | None = None,
+    old_flags: int | None = 0,
 ) -> Event:
     t = EventType(event_type)
     details = None
@@ -54,6 +57,10 @@ def make_event(
         details = XattrDetails(xattr)
     elif t is EventType.TRUNCATE:
         details = TruncateDetails(0)
+    elif t is EventType.MKNOD:
+        details = MknodDetails(mode, "regular")
+    elif t is EventType.CHATTR:
+        details = ChattrDetails("FS_IOC_SETFLAGS", flags, old_flags)
     return Event(
         type=t,
         syscall=t.value,

@@ -71,6 +71,10 @@ CASES = {
         make_event("chmod", "/tmp/sh", mode=0o4755, comm="chmod"),
         make_event("chmod", "/tmp/sh", mode=0o755, comm="chmod"),
     ),
+    "file_capability_set": (
+        make_event("setxattr", "/tmp/python3", xattr="security.capability", comm="setcap"),
+        make_event("setxattr", "/tmp/python3", xattr="user.comment", comm="setfattr"),
+    ),
     "boot_modified": (
         make_event("open", "/boot/grub/grub.cfg", flags=WRITE, comm="bash"),
         make_event("open", "/boot/initrd.img-6.1.0", flags=WRITE, comm="update-initramf"),
@@ -145,11 +149,17 @@ def test_kernel_filters_on_the_default_ruleset(default: RuleSet) -> None:
             "utimes",
             "setxattr",
             "removexattr",
+            "symlink",
+            "mknod",
+            "chattr",
         )
     }
     assert default.approvers(EventType.OPEN).flags_any is not None  # read-only opens die first
     assert not default.approvers(EventType.UNLINK).accept_all
-    assert default.approvers(EventType.CHMOD).accept_all  # setuid_bit_set watches every path
+    # setuid_bit_set and file_capability_set watch every path: approved by value, not accept-all
+    for etype in default.event_types():
+        assert not default.approvers(etype).accept_all, etype
+    assert default.approvers(EventType.CHMOD).values.mode_any == 0o6000
     assert default.is_discarder(EventType.OPEN, "file.directory", "/var/log")
     assert default.is_discarder(EventType.UNLINK, "file.directory", "/tmp")
     assert not default.is_discarder(EventType.OPEN, "file.directory", "/etc")
