@@ -320,7 +320,11 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         "security_rule.name": first.rule_id,
         "fim.rule.ids": [m.rule_id for m in matches],
         "fim.rule.severity": first.severity,
+        # every matching rule's ATT&CK technique, same order as fim.rule.ids ("" when untagged)
+        "fim.rule.techniques": [m.tags.get("mitre", "") for m in matches],
     }
+    if first.reference:
+        attrs["security_rule.reference"] = first.reference
     if first.description:
         attrs["security_rule.description"] = first.description
     if first.ruleset:

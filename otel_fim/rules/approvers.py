@@ -127,6 +127,11 @@ class ValueSet:
     def __bool__(self) -> bool:
         return bool(self.xattr_names or self.mode_any)
 
+    def rank(self) -> int:
+        """Like PathSet ranks: setuid/setgid/sticky bits and xattr names are rare (as selective as
+        an exact path); permission bits (`mode & 0111`) are common, worse than any directory."""
+        return 0 if self.mode_any & ~0o7000 == 0 else len(_RANK)
+
     def matches(self, event: Event) -> bool:
         d = event.details
         mode = getattr(d, "mode", None)
@@ -166,7 +171,7 @@ class Filter:
         assert self.paths is not None
         rank, size = self.paths.score()
         if self.values:
-            return max(rank, 0), size + 1
+            return max(rank, self.values.rank()), size + 1
         return rank, size
 
 

@@ -45,6 +45,7 @@ class Rule:
     file: str
     line: int
     disabled: bool = False
+    reference: str = ""  # a URL describing what the rule detects (security_rule.reference)
     conditions: dict[EventType, Cond] = field(default_factory=dict, repr=False)
     programs: dict[EventType, Program] = field(default_factory=dict, repr=False)
     filters: dict[EventType, Filter] = field(default_factory=dict, repr=False)
@@ -62,6 +63,7 @@ class Rule:
             self.ruleset,
             self.category,
             self.actions,
+            self.reference,
         )
 
     def matches(self, event: Event) -> bool:
@@ -309,7 +311,7 @@ def _merge(old: RawRule, new: RawRule) -> RawRule:
     """An override replaces the keys it sets and inherits the others."""
     changes = {
         name: getattr(new, name)
-        for name in ("expression", "description", "severity", "tags", "actions", "disabled")
+        for name in ("expression", "description", "severity", "tags", "actions", "disabled", "reference")
         if getattr(new, name) is not None
     }
     return replace(old, doc=new.doc, index=new.index, ruleset=new.ruleset, **changes)
@@ -372,6 +374,7 @@ def _compile_rule(raw: RawRule, macros: dict[str, MacroDef], errors: list[RuleEr
         file=raw.doc.name,
         line=raw.line,
         disabled=bool(raw.disabled),
+        reference=raw.reference or "",
     )
     for t, cond in compiled.per_type.items():
         rule.conditions[t] = cond

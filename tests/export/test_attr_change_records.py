@@ -35,3 +35,23 @@ def test_flag_namespaces_translate() -> None:
     assert requested_flags(0x40086602, FS_IMMUTABLE_FL) == FS_IMMUTABLE_FL
     assert inode_flags(1 << 3 | 1 << 2) == FS_IMMUTABLE_FL | FS_APPEND_FL  # S_IMMUTABLE | S_APPEND
     assert flags_text(0) == "-"
+
+
+def test_reference_and_techniques_are_exported() -> None:
+    from otel_fim.rules.match import Match
+
+    matches = [
+        Match("a", "medium", tags={"mitre": "T1098"}, reference="https://attack.mitre.org/techniques/T1098/"),
+        Match(
+            "b",
+            "high",
+            tags={"mitre": "T1222.002"},
+            reference="https://attack.mitre.org/techniques/T1222/002/",
+        ),
+    ]
+    attrs = log_record(_event(EventType.CHATTR, ChattrDetails("FS_IOC_SETFLAGS", 0, 0)), matches)[
+        "attributes"
+    ]
+    assert attrs["security_rule.name"] == "b"
+    assert attrs["security_rule.reference"] == "https://attack.mitre.org/techniques/T1222/002/"
+    assert attrs["fim.rule.ids"] == ["a", "b"] and attrs["fim.rule.techniques"] == ["T1098", "T1222.002"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from otel_fim.event import (
+    AncestorInfo,
     ChattrDetails,
     ChmodDetails,
     ChownDetails,
@@ -42,6 +43,8 @@ def make_event(
     retval: int = 0,
     container: str | None = None,
     old_flags: int | None = 0,
+    exe: str | None = None,
+    ancestors: tuple[str, ...] = (),
 ) -> Event:
     t = EventType(event_type)
     details = None
@@ -61,12 +64,16 @@ def make_event(
         details = MknodDetails(mode, "regular")
     elif t is EventType.CHATTR:
         details = ChattrDetails("FS_IOC_SETFLAGS", flags, old_flags)
+    process = ProcessInfo(pid, pid, ppid, uid, gid, uid if euid is None else euid, comm, executable=exe)
+    process.ancestors = [
+        AncestorInfo(pid - 1 - i, 1, a.rsplit("/", 1)[-1][:15], a) for i, a in enumerate(ancestors)
+    ]
     return Event(
         type=t,
         syscall=t.value,
         timestamp_ns=1,
         retval=retval,
-        process=ProcessInfo(pid, pid, ppid, uid, gid, uid if euid is None else euid, comm),
+        process=process,
         file=FileInfo(path, inode=inode, mode=file_mode, uid=file_uid, gid=file_uid),
         details=details,
         container=ContainerInfo(container, "docker") if container else None,
