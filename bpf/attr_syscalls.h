@@ -41,8 +41,12 @@ static __always_inline int fd_inode_flags(s32 fd, u32 *out)
     return 1;
 }
 
+/* Attribute-flag ioctls between their enter and exit: while there is none (nearly always), every
+ * other ioctl's exit leaves after reading this counter instead of looking its thread up. */
+BPF_ARRAY(chattr_inflight, s64, 1);
+
 /* Every ioctl on the host comes through here: the command is compared first, and any other ioctl
- * leaves after those two comparisons (its exit still costs one pending_calls lookup). */
+ * leaves after those two comparisons. */
 TRACEPOINT_PROBE(syscalls, sys_enter_ioctl)
 {
     u32 cmd = (u32)args->cmd;
@@ -59,7 +63,29 @@ TRACEPOINT_PROBE(syscalls, sys_enter_ioctl)
         p.attr_valid |= FIM_ATTR_NEW_READ;
     if (fd_inode_flags(p.dfd, &p.attr_old))
         p.attr_valid |= FIM_ATTR_OLD_READ;
-    return stash(&p);
+    stash(&p);
+    u64 id = bpf_get_current_pid_tgid();
+    u32 zero = 0;
+    s64 *inflight = chattr_inflight.lookup(&zero);
+    if (inflight && pending_calls.lookup(&id)) /* stashed: its exit must look */
+        __sync_fetch_and_add(inflight, 1);
+    return 0;
+}
+
+static __always_inline int on_exit(void *ctx, long ret);
+
+TRACEPOINT_PROBE(syscalls, sys_exit_ioctl)
+{
+    u32 zero = 0;
+    s64 *inflight = chattr_inflight.lookup(&zero);
+    if (!inflight || *inflight <= 0)
+        return 0;
+    u64 id = bpf_get_current_pid_tgid();
+    struct pending *p = pending_calls.lookup(&id);
+    if (!p || p->syscall != SC_IOCTL)
+        return 0;
+    __sync_fetch_and_add(inflight, -1);
+    return on_exit(args, args->ret);
 }
 
 #endif
