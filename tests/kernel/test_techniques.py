@@ -243,6 +243,7 @@ CASES = [
     Case("T1222.002", "sensitive_file_permissions_changed", chmod_shadow_same_mode),
     Case("T1222.002", "sensitive_file_owner_changed", chown_shadow_same_owner),
     Case("T1222.002", "sensitive_file_attributes_changed", chattr_immutable),
+    Case("T1546", "package_manager_hook_modified", create_remove(f"/etc/apt/apt.conf.d/99{TAG}")),
     Case("T1554", "system_binary_modified", create_remove(f"/usr/local/bin/{TAG}")),
     Case("T1542", "boot_modified", create_remove(f"/boot/{TAG}")),
 ]  # fmt: skip

@@ -22,7 +22,7 @@ def test_check_default_rules(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.startswith(f"OK: {len(RuleSet.load([DEFAULT_DIR]))} rules (0 disabled) from 1 file")
     assert "approvers open flags: any of O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND|__O_TMPFILE" in out
-    assert "approvers parent dirs: /bin, /etc/cron.d" in out
+    assert "approvers parent dirs: /bin, /etc/apt/apt.conf.d, /etc/cron.d" in out
     assert "approvers destination paths: /etc/anacrontab" in out
     # Every event type the default policy uses gets in-kernel approvers: none accepts all paths,
     # the setuid and file-capability rules are approved by value.

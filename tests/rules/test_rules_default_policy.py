@@ -90,6 +90,10 @@ CASES = {
         make_event("rename", "/tmp/ls", dest="/usr/bin/ls", comm="mv"),
         make_event("rename", "/usr/bin/ls.dpkg-new", dest="/usr/bin/ls", comm="dpkg", exe=DPKG),
     ),
+    "package_manager_hook_modified": (
+        make_event("open", "/etc/apt/apt.conf.d/99evil", flags=WRITE, exe="/usr/bin/tee"),
+        make_event("open", "/etc/apt/apt.conf.d/01autoremove", flags=WRITE, ancestors=(DPKG,)),
+    ),
     "boot_modified": (
         make_event("open", "/boot/grub/grub.cfg", flags=WRITE, comm="update-initramf"),
         make_event(
