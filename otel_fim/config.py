@@ -1,6 +1,6 @@
 """The agent's YAML config file: everything the `run` flags set, with flags overriding the file.
 
-    config = merge_cli(load_config(args.config) if args.config else AgentConfig(), args)
+    config = merge_cli(load_config(args.config) if args.config else AgentConfig(), args)  # commands.run
 
 `load_config` checks every key and type against the dataclasses below and reports a mistake as
 `FILE:LINE:COL: key: problem`, so a typo never silently falls back to a default. See
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import types
 import typing
@@ -21,6 +20,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from otel_fim import bounded_yaml
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 
@@ -32,6 +32,8 @@ class SpoolConfig:
     max_records: int = 100_000
     max_bytes: int = 128 * 1024 * 1024
     sync: str = "normal"  # normal: survives a killed agent; full: also power loss (fsync per event)
+    max_dead_letters: int = 10_000  # poison records kept (`otel-fim spool list`); the oldest go first
+    pending_timeout: float = 300.0  # seconds a match spooled ahead waits for its plugins, then sent marked
 
 
 @dataclass
@@ -101,6 +103,8 @@ class AgentConfig:
             "spool_max_records": o.spool.max_records,
             "spool_max_bytes": o.spool.max_bytes,
             "spool_sync": o.spool.sync.upper(),
+            "max_dead_letters": o.spool.max_dead_letters,
+            "pending_timeout": o.spool.pending_timeout,
             "batch_size": o.batch_size,
             "backoff_initial": o.backoff_initial,
             "backoff_max": o.backoff_max,
@@ -126,8 +130,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
-    "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
-    "backlog_mib",
+    "otlp.spool.max_bytes", "otlp.spool.max_dead_letters", "otlp.spool.pending_timeout",
+    "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages", "backlog_mib",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
@@ -136,11 +140,18 @@ _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(bounded_yaml.MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     try:
-        root = yaml.compose(text)
+        root = bounded_yaml.compose(text)
+    except bounded_yaml.YamlLimitError as exc:
+        where = f"{path}:{exc.line}:{exc.col}" if exc.line else str(path)
+        raise ConfigError(f"{where}: {exc.message}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -199,7 +210,7 @@ class _Reader:
                 return None
             (inner,) = [a for a in args if a is not type(None)]
             return self.value(inner, node, key)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.dataclass(hint, node, f"{key}.")
         if origin is list:
             if isinstance(node, ScalarNode) and not _is_null(node) and args[0] is str:
@@ -243,69 +254,3 @@ class _Reader:
 
 def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `merge_cli` reads that only this module defines (file and OTLP). Defaults are None:
-    an unset flag leaves the file's value alone."""
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
-    parser.add_argument("--state-dir", metavar="DIR", help=f"spool directory (default {DEFAULT_STATE_DIR})")
-    g = parser.add_argument_group("OTLP export (the standard OTEL_EXPORTER_OTLP_* variables apply too)")
-    g.add_argument("--otlp-endpoint", metavar="URL", help="collector base URL, e.g. http://collector:4318")
-    g.add_argument(
-        "--otlp-protocol", choices=PROTOCOLS, help="default: OTEL_EXPORTER_OTLP_PROTOCOL or http/protobuf"
-    )
-    g.add_argument("--otlp-header", action="append", metavar="KEY=VALUE", help="repeatable")
-    g.add_argument("--otlp-timeout", type=float, metavar="SECONDS")
-    g.add_argument("--otlp-insecure", action="store_true", default=None, help="gRPC without TLS")
-    g.add_argument("--metrics-interval", type=float, metavar="SECONDS", help="metric export interval")
-    g.add_argument("--no-metrics", action="store_true", default=None, help="do not export metrics")
-
-
-# CLI attribute -> config attribute path. Top-level fields with the same name map themselves.
-_CLI_MAP = {
-    "otlp_endpoint": "otlp.endpoint",
-    "otlp_protocol": "otlp.protocol",
-    "otlp_timeout": "otlp.timeout",
-    "otlp_insecure": "otlp.insecure",
-    "metrics_interval": "otlp.metrics_interval",
-}
-_LIST_FLAGS = {"rules", "outputs", "output"}
-
-
-def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
-    """A copy of `config` with every flag that was given (not None, not empty) applied over it."""
-    merged = dataclasses.replace(
-        config,
-        otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
-        plugins=dataclasses.replace(config.plugins),
-    )
-    given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
-    for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "source"):
-            value = given[name]
-            setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
-    if "output" in given:  # argparse's `--output` (append) lands in `output`
-        merged.outputs = list(given["output"])
-    for flag, dotted in _CLI_MAP.items():
-        if flag in given:
-            section, attr = dotted.split(".")
-            setattr(getattr(merged, section), attr, given[flag])
-    if "otlp_header" in given:
-        merged.otlp.headers = {**merged.otlp.headers, **_parse_headers(given["otlp_header"])}
-    if given.get("no_metrics"):
-        merged.otlp.metrics = False
-    return merged
-
-
-def _parse_headers(items: list[str]) -> dict[str, str]:
-    headers = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--otlp-header {item!r}: expected KEY=VALUE")
-        headers[key.strip()] = value.strip()
-    return headers

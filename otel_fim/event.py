@@ -151,7 +151,7 @@ class MknodDetails:
 
 @dataclass(slots=True)
 class ChattrDetails:
-    """Attribute flags as FS_*_FL (see otel_fim.attr_flags). None: not readable."""
+    """Attribute flags as FS_*_FL (see otel_fim.constants). None: not readable."""
 
     request: str  # the ioctl: FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR
     flags: int | None  # what the call asked for

@@ -13,9 +13,10 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, v_args
+from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, v_args
 
 from otel_fim.rules.errors import ExpressionError
+from otel_fim.rules.limits import MAX_DEPTH, MAX_EXPRESSION_CHARS, MAX_LIST_ITEMS
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -167,51 +168,56 @@ def _unquote(text: str) -> str:
         return pyast.literal_eval(text)
 
 
+def _at(tok: Token) -> int:
+    """A token's offset (lark types it Optional; the tokens built here always have one)."""
+    return tok.start_pos or 0
+
+
 @v_args(inline=True)
 class _Build(Transformer):
     def name(self, tok: Token) -> Node:
-        return Name(tok.start_pos, str(tok))
+        return Name(_at(tok), str(tok))
 
     def number(self, tok: Token) -> Node:
         try:
-            return Int(tok.start_pos, _parse_int(str(tok)))
+            return Int(_at(tok), _parse_int(str(tok)))
         except ValueError:
             raise ExpressionError(
-                f"bad number {str(tok)!r} (a leading 0 means octal)", tok.start_pos
+                f"bad number {str(tok)!r} (a leading 0 means octal)", _at(tok)
             ) from None
 
     def string(self, tok: Token) -> Node:
         try:
-            return Str(tok.start_pos, _unquote(str(tok)))
+            return Str(_at(tok), _unquote(str(tok)))
         except (ValueError, SyntaxError):
             raise ExpressionError(
-                'bad escape in string (write \\\\ for a backslash, or use a regex r"...")', tok.start_pos
+                'bad escape in string (write \\\\ for a backslash, or use a regex r"...")', _at(tok)
             ) from None
 
     def regex(self, tok: Token) -> Node:
-        return Regex(tok.start_pos, _unquote(str(tok)))
+        return Regex(_at(tok), _unquote(str(tok)))
 
     def boolean(self, tok: Token) -> Node:
-        return Bool(tok.start_pos, str(tok) == "true")
+        return Bool(_at(tok), str(tok) == "true")
 
     def paren(self, _l: Token, inner: Node, _r: Token) -> Node:
         return inner
 
     def list_(self, lsqb: Token, *rest: object) -> Node:
         items = tuple(x for x in rest if isinstance(x, Node))
-        return ListLit(lsqb.start_pos, items)
+        return ListLit(_at(lsqb), items)
 
     def bitop(self, left: Node, op: Token, right: Node) -> Node:
         return BitOp(left.pos, str(op), left, right)
 
     def compare(self, left: Node, op: Token, right: Node) -> Node:
-        return Compare(left.pos, str(op), left, right, op.start_pos)
+        return Compare(left.pos, str(op), left, right, _at(op))
 
     def not_in(self, left: Node, not_tok: Token, _in: Token, right: Node) -> Node:
-        return Compare(left.pos, "not in", left, right, not_tok.start_pos)
+        return Compare(left.pos, "not in", left, right, _at(not_tok))
 
     def not_(self, tok: Token, operand: Node) -> Node:
-        return Not(tok.start_pos, operand)
+        return Not(_at(tok), operand)
 
     def and_(self, left: Node, _op: Token, right: Node) -> Node:
         return And(left.pos, left, right)
@@ -247,15 +253,55 @@ def _describe_expected(expected: set[str]) -> str:
     return " (expected " + ", ".join(names[:5]) + ")"
 
 
+def _first_pos(tree: Tree) -> int:
+    """Offset of the subtree's first token (iteratively: the tree may be deep)."""
+    node: Tree | Token = tree
+    while isinstance(node, Tree):
+        if not node.children:
+            return 0
+        node = node.children[0]
+    return node.start_pos or 0
+
+
+def _check_shape(tree: Tree) -> None:
+    """Nesting depth and list lengths, walked with an explicit stack."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"the expression nests more than {MAX_DEPTH} levels deep (parentheses, `!`, operator "
+                "chains); split it into macros, or use `in [...]` for long `||` chains",
+                _first_pos(node),
+            )
+        if node.data == "list_":
+            items = sum(1 for c in node.children if isinstance(c, Tree | Token) and not _is_punct(c))
+            if items > MAX_LIST_ITEMS:
+                raise ExpressionError(
+                    f"the list has {items} items; at most {MAX_LIST_ITEMS} are allowed", _first_pos(node)
+                )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _is_punct(child: Tree | Token) -> bool:
+    return isinstance(child, Token) and child.type in ("LSQB", "RSQB", "COMMA")
+
+
 @lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
     """Parse one expression; raises ExpressionError at the offending offset."""
     if not text.strip():
         raise ExpressionError("empty expression", 0)
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(text)} characters long; at most {MAX_EXPRESSION_CHARS} are allowed",
+            MAX_EXPRESSION_CHARS,
+        )
     try:
         tree = _parser().parse(text)
     except UnexpectedCharacters as e:
-        raise ExpressionError(f"unexpected character {text[e.pos_in_stream]!r}", e.pos_in_stream) from None
+        pos = e.pos_in_stream or 0
+        raise ExpressionError(f"unexpected character {text[pos]!r}", pos) from None
     except UnexpectedEOF as e:
         expected = _describe_expected(set(e.expected))
         raise ExpressionError("the expression ends too early" + expected, len(text)) from None
@@ -268,6 +314,7 @@ def parse(text: str) -> Node:
             pos = tok.start_pos if tok.start_pos is not None else 0
             msg = f"unexpected {str(tok)!r}"
         raise ExpressionError(msg + _describe_expected(set(e.expected)), pos) from None
+    _check_shape(tree)  # before the (recursive) transform below
     try:
         return _Build().transform(tree)
     except Exception as e:  # lark wraps errors raised in callbacks

@@ -20,13 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from otel_fim.attr_flags import FS_APPEND_FL, FS_IMMUTABLE_FL
+from otel_fim.constants import FS_APPEND_FL, FS_IMMUTABLE_FL
 from otel_fim.event import ChattrDetails, Event, EventType, MknodDetails
 from otel_fim.kernel.sensor import Sensor, SensorOptions
-from otel_fim.pipeline import Pipeline
+from otel_fim.pipeline import Emitter, Pipeline
 from otel_fim.rules.ruleset import RuleSet
-from tests.conftest import kernel_unavailable
-from tests.kernel_harness import in_child
+from tests.support.kernel_harness import in_child, kernel_unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -94,7 +93,7 @@ def agent() -> Iterator[Agent]:
     (d / "other").mkdir()
     ruleset = RuleSet.from_text(RULES.format(d=d))
     agent = Agent(d)
-    pipeline = Pipeline([_Recorder(agent)], ruleset)
+    pipeline = Pipeline(Emitter([_Recorder(agent)]), ruleset)
     original = pipeline.handle
 
     def handle(event: Event) -> None:
@@ -104,7 +103,7 @@ def agent() -> Iterator[Agent]:
     try:
         sensor = Sensor(handle, SensorOptions(agent_pid=0))
         sensor.start()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         kernel_unavailable(f"cannot load the sensor: {exc}")
         raise
     agent.sensor = sensor

@@ -18,9 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import REPO, STARTED, start_agent, stop_agent, wait_records
-from tests.conftest import kernel_unavailable
-from tests.kernel_harness import in_child
+from tests.support.agent_harness import REPO, STARTED, start_agent, stop_agent, wait_records
+from tests.support.kernel_harness import in_child, kernel_unavailable
 
 pytestmark = pytest.mark.kernel
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from rules_helpers import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, make_event
 
 from otel_fim.event import EventType
 from otel_fim.rules.match import SEVERITIES
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, make_event
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
 WRITE = O_WRONLY | O_CREAT | O_TRUNC
