@@ -86,6 +86,10 @@ def describe_approvers(a: Approvers) -> list[str]:
         return lines
     lines += _path_lines("", a.file)
     lines += _path_lines("destination ", a.destination)
+    if a.values.mode_any:
+        lines.append(f"or any path when mode has any of {a.values.mode_any:#o}")
+    if a.values.xattr_names:
+        lines.append("or any path when the xattr is " + ", ".join(sorted(a.values.xattr_names)))
     return lines
 
 

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from otel_fim.constants import open_flags_text
+from otel_fim.constants import attr_flags_text, open_flags_text
 from otel_fim.event import (
     SCAN_NAMESPACE,
     AncestorInfo,
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     ContainerInfo,
@@ -29,6 +30,7 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
@@ -146,7 +148,22 @@ def _details_attributes(event: Event) -> dict[str, Any]:
         return {A.XATTR_NAME: escape_name(d.name)}
     if isinstance(d, TruncateDetails):
         return {A.TRUNCATE_LENGTH: d.length}
+    if isinstance(d, MknodDetails):
+        return {A.MKNOD_MODE: _mode_text(d.mode), A.MKNOD_FILE_TYPE: d.file_type}
+    if isinstance(d, ChattrDetails):
+        return _chattr_attributes(d)
     return {}
+
+
+def _chattr_attributes(d: ChattrDetails) -> dict[str, Any]:
+    attrs: dict[str, Any] = {A.CHATTR_REQUEST: d.request}
+    if d.flags is not None:
+        attrs[A.CHATTR_FLAGS] = d.flags
+        attrs[A.CHATTR_FLAGS_TEXT] = attr_flags_text(d.flags)
+    if d.old_flags is not None:
+        attrs[A.CHATTR_OLD_FLAGS] = d.old_flags
+        attrs[A.CHATTR_OLD_FLAGS_TEXT] = attr_flags_text(d.old_flags)
+    return attrs
 
 
 def _escaped(event: Event) -> bool:
@@ -318,7 +335,11 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         A.RULE_NAME: first.rule_id,
         A.RULE_IDS: [m.rule_id for m in matches],
         A.RULE_SEVERITY: first.severity,
+        # every matching rule's ATT&CK technique, same order as fim.rule.ids ("" when untagged)
+        A.RULE_TECHNIQUES: [m.tags.get("mitre", "") for m in matches],
     }
+    if first.reference:
+        attrs[A.RULE_REFERENCE] = first.reference
     if first.description:
         attrs[A.RULE_DESCRIPTION] = first.description
     if first.ruleset:
@@ -349,6 +370,12 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
         what += f" owner={d.uid}:{d.gid}"
     elif isinstance(d, XattrDetails):
         what += f" xattr={escape_name(d.name)}"
+    elif isinstance(d, MknodDetails):
+        what += f" {d.file_type} mode={_mode_text(d.mode)}"
+    elif isinstance(d, ChattrDetails):
+        old = "?" if d.old_flags is None else attr_flags_text(d.old_flags)
+        new = "?" if d.flags is None else attr_flags_text(d.flags)
+        what += f" flags={old}->{new}"
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
     if event.retval == -errno.EINPROGRESS and event.syscall.startswith("io_uring:"):
         result = "submitted, outcome not observed"  # IOSQE_CQE_SKIP_SUCCESS: see bpf/io_uring.c
@@ -465,7 +492,21 @@ def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
         return XattrDetails(unescape_name(str(attrs.get(A.XATTR_NAME, ""))))
     if event_type is EventType.TRUNCATE:
         return TruncateDetails(_int(attrs.get(A.TRUNCATE_LENGTH), 0) or 0)
+    if event_type is EventType.MKNOD:
+        kind = str(attrs.get(A.MKNOD_FILE_TYPE, "regular"))
+        type_bits = {v: k for k, v in _MKNOD_TYPE_BITS.items()}.get(kind, 0)
+        return MknodDetails(type_bits | (_int(attrs.get(A.MKNOD_MODE), 0, 8) or 0), kind)
+    if event_type is EventType.CHATTR:
+        return ChattrDetails(
+            str(attrs.get(A.CHATTR_REQUEST, "")),
+            _int(attrs.get(A.CHATTR_FLAGS)),
+            _int(attrs.get(A.CHATTR_OLD_FLAGS)),
+        )
     return None
+
+
+_MKNOD_TYPE_BITS = {0o100000: "regular", 0o010000: "fifo", 0o140000: "socket", 0o020000: "char",
+                    0o060000: "block"}  # fmt: skip
 
 
 def event_from_record(record: Mapping[str, Any]) -> Event:

@@ -59,9 +59,13 @@ def _file_fields(registry: FieldRegistry) -> None:
     o = EventType.OPEN
     reg("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
     reg("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
-    reg("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
-    reg("chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps")
-    reg("chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps")
+    reg("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, "chmod.mode", "new mode")
+    reg(
+        "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
+    )
+    reg(
+        "chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps"
+    )
     for t in (EventType.RENAME, EventType.LINK):
         p = t.value
         reg(f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path")
@@ -72,7 +76,16 @@ def _file_fields(registry: FieldRegistry) -> None:
         "the link's target, as written (not resolved)",
     )  # fmt: skip
     for t in (EventType.SETXATTR, EventType.REMOVEXATTR):
-        reg(f"{t.value}.file.destination.name", S, _detail("name"), t, None, "the xattr name")
+        key = "xattr.name" if t is EventType.SETXATTR else None  # setxattr: a kernel approver
+        reg(f"{t.value}.file.destination.name", S, _detail("name"), t, key, "the xattr name")
+    reg(
+        "mknod.file.destination.mode", I, _detail("mode"), EventType.MKNOD, "mknod.mode",
+        "file type and permission bits as passed (S_IFREG, S_IFIFO, ...)",
+    )  # fmt: skip
+    c = EventType.CHATTR
+    reg("chattr.flags", I, _detail("flags"), c, None, "requested attribute flags (FS_*_FL)")
+    reg("chattr.old_flags", I, _detail("old_flags"), c, None, "the inode's flags before (FS_*_FL subset)")
+    reg("chattr.request", S, _detail("request"), c, None, "FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR")
 
     reg("process.pid", I, lambda e: e.process.pid, doc="process id (tgid)")
     reg("process.ppid", I, lambda e: e.process.ppid, doc="parent process id")

@@ -17,6 +17,7 @@ collected; nothing stops at the first.
         description: ...
         severity: high            # info | low | medium | high | critical
         tags: {mitre: T1098, tactic: persistence}
+        reference: https://attack.mitre.org/techniques/T1098/   # exported as security_rule.reference
         actions: [{kill: {signal: SIGKILL}}]
         disabled: false
         override: true            # replace an earlier rule with this id (unset keys are inherited)
@@ -43,7 +44,10 @@ from otel_fim.rules.match import SEVERITIES
 
 TOP_KEYS = ("version", "macros", "rules")
 MACRO_KEYS = ("id", "expression", "values", "description", "override")
-RULE_KEYS = ("id", "expression", "description", "severity", "tags", "actions", "disabled", "override")
+RULE_KEYS = (
+    "id", "expression", "description", "severity", "tags", "actions", "disabled", "override", "reference",
+)  # fmt: skip
+REFERENCE = re.compile(r"https?://\S+\Z")
 RULE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*\Z")
 MACRO_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -127,6 +131,7 @@ class RawRule:
     actions: tuple[dict[str, dict], ...] | None = None
     disabled: bool | None = None
     override: bool = False
+    reference: str | None = None
 
     @property
     def line(self) -> int:
@@ -277,7 +282,16 @@ class _Reader:
             rule.actions = self.actions(keys["actions"])
         if "disabled" in keys:
             rule.disabled = self.boolean(keys["disabled"], "disabled")
+        if "reference" in keys:
+            rule.reference = self.reference(keys["reference"])
         return rule if ident is not None else None
+
+    def reference(self, node: Node) -> str | None:
+        value = self.string(node, "reference")
+        if value is not None and not REFERENCE.match(value):
+            self.err(f"bad reference {value!r}: use an http:// or https:// URL", node)
+            return None
+        return value
 
     def severity(self, node: Node) -> str | None:
         value = self.py(node) if isinstance(node, ScalarNode) else None
