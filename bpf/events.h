@@ -144,8 +144,23 @@ struct fim_discarder {
     __u32 generation; /* file entries: the inode's i_generation (an unlinked inode's number is reused) */
 };
 
+/* Kernel-learned verdicts (bpf/verdicts.h): a file whose path the kernel walked and no approver
+ * passed, keyed by its inode (struct fim_inode_key). Valid while every field still agrees. */
+struct fim_verdict {
+    __u32 mask;        /* event types proven unwatched for this file */
+    __u32 mnt_id;      /* ... through this mount */
+    __u64 revision;    /* ... while the verdict revision is this one */
+    __u32 generation;  /* ... for this i_generation (an inode number is reused after unlink) */
+    __u32 root_mnt_id; /* ... seen from this process root (mount id + root directory inode): */
+    __u64 root_ino;    /*     a chroot or container sees another path for the same file */
+};
+
 /* `filter_state` array indexes */
 #define FIM_STATE_REVISION 0 /* bumped by rename/link/rmdir and by rule reloads */
+#define FIM_STATE_VERDICT_REVISION 1 /* bumped by rename/link/unlink/rmdir and mount changes */
+#define FIM_STATE_VERDICT_RELOADS 2  /* bumped by user space (reloads, new inode approvers); a
+                                      * verdict's revision is the sum of the two: the kernel's and
+                                      * user space's bumps can never overwrite each other */
 
 /* Settings user space writes into the `config` array map (index 0). */
 struct fim_config {

@@ -13,6 +13,7 @@
 #include "filters.h"
 #include "dentry_cache.h"
 #include "path_resolver.h"
+#include "verdicts.h"
 #include "name_lookup.h"
 
 #define AT_FDCWD -100
@@ -92,7 +93,7 @@ static __always_inline int stash(struct pending *p)
     if (untracked(id))
         return 0;
     struct fim_policy *pol = policy_of(p->type);
-    if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type)) ||
+    if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type) && !changes_names(p->type)) ||
                 (p->type == FIM_OPEN && !open_gate_passes(pol, p->open_flags)))) {
         count(p->type, FIM_C_SEEN);
         count(p->type, FIM_C_APPROVER_DROPPED);
@@ -499,6 +500,7 @@ struct resolve_job {
     u32 approved;
     u32 no_discard; /* rename/link: the destination may be watched even when the source is not */
     u32 _pad;
+    struct verdict_scope vs; /* what a kernel-learned verdict must agree on (bpf/verdicts.h) */
 };
 
 BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
@@ -509,12 +511,23 @@ BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
 #define WALK_STEPS 8
 
 #define DISCARDED 1
+#define UNWATCHED 2 /* a kernel-learned verdict (bpf/verdicts.h) */
+
+/* An event dropped before its walk: counted by why. */
+static __always_inline void count_early_drop(u32 type, int why)
+{
+    if (why == UNWATCHED)
+        verdict_count(VC_HIT);
+    count(type, why == DISCARDED ? FIM_C_DISCARDER_DROPPED : FIM_C_APPROVER_DROPPED);
+}
 
 /* Inode approvers, then discarders, for a file known by its dentry: before the walk it would cost. */
 static __always_inline int filter_by_inode(struct resolve_job *job, struct fim_file *f, struct kpath *p)
 {
     if (!job->mask || job->approved || !(f->flags & FIM_F_HAS_INODE))
         return 0;
+    if (!job->no_discard && verdict_unwatched(f, &job->vs, job->mask))
+        return UNWATCHED; /* one lookup instead of the checks below and the walk */
     struct fim_inode_key file = {.ino = f->ino, .dev = f->dev};
     u64 parent = rd_ptr(p->dentry + OFF_DENTRY_D_PARENT);
     if (file_approved(&file, job->mask) || dir_approved(parent, job->mask)) {
@@ -533,8 +546,9 @@ static __always_inline int begin_exact(struct resolve_job *job, struct fim_file 
 {
     fill_inode(f, from);
     job->mode = RES_EXACT;
-    if (filter_by_inode(job, f, from) == DISCARDED)
-        return DISCARDED;
+    int why = filter_by_inode(job, f, from);
+    if (why)
+        return why;
     walk_begin(&job->w, from, root);
     job->w.check_mask = job->approved ? 0 : job->mask;
     return 0;
@@ -556,6 +570,7 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->lk.final = LK_FINAL_UNKNOWN;
     if (has_host_root(&root))
         f->flags |= FIM_F_HOST_ROOT;
+    verdict_scope_of(&job->vs, &root, job->vs.revision);
     u64 file = locate == LOC_FD ? fd_file(task, dfd) : 0;
     if (file) {
         rd_path(file + OFF_FILE_F_PATH, &from);
@@ -628,8 +643,12 @@ int complete_call(void *ctx)
         return 0;
     }
     count(type, FIM_C_SEEN);
+    /* Read before anything is walked: a rename landing during the walk makes what it learns stale. */
+    job->vs.revision = verdict_revision();
     if (p->retval == 0 && invalidates(type))
         invalidate_discarders();
+    if (p->retval == 0 && changes_names(type))
+        invalidate_verdicts();
     struct fim_policy *pol = policy_of(type);
     if (pol && pol->mode == FIM_POLICY_DROP) {
         count(type, FIM_C_APPROVER_DROPPED);
@@ -674,8 +693,9 @@ int complete_call(void *ctx)
             dfd = (s32)p->retval;
         }
     }
-    if (begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0) == DISCARDED) {
-        count(type, FIM_C_DISCARDER_DROPPED);
+    int why = begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0);
+    if (why) {
+        count_early_drop(type, why);
         drop_call(id);
         return 0;
     }
@@ -753,10 +773,11 @@ int lookup_name(void *ctx)
     if (job->lk.state < LK_STOP && job->lk.hops < LK_HOPS)
         tail_calls.call(ctx, TAIL_LOOKUP);
     struct fim_file *f = job->stage == 0 ? &ev->file : &ev->dest;
-    if (lookup_done(job, f) == DISCARDED) {
+    int why = lookup_done(job, f);
+    if (why) {
         struct pending *p = pending_calls.lookup(&id);
         if (p && p->type < FIM_TYPE_MAX)
-            count(p->type, FIM_C_DISCARDER_DROPPED);
+            count_early_drop(p->type, why);
         drop_call(id);
         return 0;
     }
@@ -860,10 +881,13 @@ int finish_path(void *ctx)
         off += ev->xattr_len;
     }
     u32 type = p->type;
+    u64 two_names = p->name2;
     drop_call(id);
     if (type >= FIM_TYPE_MAX)
         return 0;
     if (job->mask && !job->approved) {
+        if (job->stage == 0 && job->mode == RES_EXACT && !two_names)
+            verdict_learn(&ev->file, &job->vs, job->mask);
         count(type, FIM_C_APPROVER_DROPPED);
         return 0;
     }

@@ -197,6 +197,8 @@ def filter_snapshot(sensor: Sensor) -> dict[str, int]:
         "discarder_revision": f.revision(),
         "approver_inodes": f.stats.approver_inodes,
         **{f"name_lookup_{name}": n for name, n in sensor.lookup_counters().items()},
+        **{f"verdict_{name}": n for name, n in sensor.verdict_counters().items()},
+        "verdict_revision": f.verdict_revision(),
     }
 
 

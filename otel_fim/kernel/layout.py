@@ -185,6 +185,8 @@ POLICY_ACCEPT, POLICY_DENY, POLICY_DROP = 0, 1, 2
 BASENAME_KEY = 32
 PREFIX_MAX = 256
 STATE_REVISION = 0
+STATE_VERDICT_REVISION = 1  # the kernel's bumps
+STATE_VERDICT_RELOADS = 2  # user space's bumps
 
 
 class FimPolicy(ctypes.Structure):
@@ -220,6 +222,19 @@ class FimDiscarder(ctypes.Structure):
         ("revision", ctypes.c_uint64),
         ("mnt_id", ctypes.c_uint32),
         ("generation", ctypes.c_uint32),
+    ]
+
+
+class FimVerdict(ctypes.Structure):
+    """struct fim_verdict: a kernel-learned 'no approver passes this file' (bpf/verdicts.h)."""
+
+    _fields_ = [
+        ("mask", ctypes.c_uint32),
+        ("mnt_id", ctypes.c_uint32),
+        ("revision", ctypes.c_uint64),
+        ("generation", ctypes.c_uint32),
+        ("root_mnt_id", ctypes.c_uint32),
+        ("root_ino", ctypes.c_uint64),
     ]
 
 

@@ -44,6 +44,9 @@ TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path", "lookup_name")
 # lookup_counters indexes (enum lk_counter in bpf/name_lookup.h).
 LOOKUP_COUNTERS = ("cache_hit", "scan_hit", "partial")
 
+# verdict_counters indexes (enum verdict_counter in bpf/verdicts.h).
+VERDICT_COUNTERS = ("hit", "learned")
+
 # Records handed over per poll() call at most (see Sensor.poll).
 POLL_BUDGET = 2048
 
@@ -277,6 +280,13 @@ class Sensor:
             return {}
         table = self._bpf[b"lookup_counters"]
         return {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(LOOKUP_COUNTERS)}
+
+    def verdict_counters(self) -> dict[str, int]:
+        """Kernel-learned verdicts (VC_* in bpf/verdicts.h): events they dropped, verdicts stored."""
+        if self._bpf is None:
+            return {}
+        table = self._bpf[b"verdict_counters"]
+        return {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(VERDICT_COUNTERS)}
 
     def discarder_count(self) -> int:
         return self.filter.discarder_count() if self.filter else 0
