@@ -8,6 +8,9 @@
  *             of system files, cache appends, temp file churn (create/write/rename/unlink), object
  *             file rewrites; plus one watched-file modification every -w noise operations (0: none).
  *   openloop  open(O_RDONLY) + close of one non-watched file (-f).
+ *   wopenloop open(O_WRONLY|O_CREAT) + close of one non-watched file (-f).
+ *   repeat    open(O_WRONLY|O_CREAT) + close of one watched file, as fast as possible (the same
+ *             operation by the same process on the same file: what in-kernel coalescing folds).
  *   burst     watched-file modifications only: open(O_WRONLY|O_CREAT|O_TRUNC) + close.
  *
  * -r limits the rate of *monitored* syscalls (the ones the sensor traces: open*, rename, unlink,
@@ -194,7 +197,7 @@ int main(int argc, char **argv)
     int opt;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: %s mixed|openloop|burst [options]\n", argv[0]);
+        fprintf(stderr, "usage: %s mixed|openloop|wopenloop|repeat|burst [options]\n", argv[0]);
         return 2;
     }
     o.mode = argv[1];
@@ -220,8 +223,8 @@ int main(int argc, char **argv)
     memset(buf, 'x', sizeof(buf));
     if (strcmp(o.mode, "mixed") == 0 && (o.tree_files <= 0 || load_tree(&o) < 0))
         return 2;
-    if (strcmp(o.mode, "openloop") == 0 && !o.file) {
-        fprintf(stderr, "workload: openloop needs -f FILE\n");
+    if ((strcmp(o.mode, "openloop") == 0 || strcmp(o.mode, "wopenloop") == 0) && !o.file) {
+        fprintf(stderr, "workload: %s needs -f FILE\n", o.mode);
         return 2;
     }
 
@@ -238,6 +241,23 @@ int main(int argc, char **argv)
                 c.errors++;
             else
                 close(fd);
+        } else if (strcmp(o.mode, "wopenloop") == 0) {
+            int fd = open(o.file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            c.syscalls++;
+            if (fd < 0)
+                c.errors++;
+            else
+                close(fd);
+        } else if (strcmp(o.mode, "repeat") == 0) {
+            char path[MAX_PATH];
+            snprintf(path, sizeof(path), "%s/watched/repeat.conf", o.root);
+            int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            c.syscalls++;
+            if (fd < 0)
+                c.errors++;
+            else
+                close(fd);
+            c.watched++;
         } else if (strcmp(o.mode, "burst") == 0) {
             char path[MAX_PATH];
             snprintf(path, sizeof(path), "%s/watched/b%02ld", o.root, c.ops % WATCHED_FILES);

@@ -90,7 +90,8 @@ struct fim_event {
     __u32 new_uid;     /* chown */
     __u32 new_gid;
     __u16 xattr_len;
-    __u16 _pad[3];
+    __u16 coalesce;    /* FIM_CO_OPENED: this record opened a coalescing window (bpf/coalesce.h) */
+    __u16 _pad[2];
     char comm[16];
     struct fim_file file;
     struct fim_file dest; /* rename/link destination; symlink target (FIM_F_RAW) */
@@ -168,7 +169,21 @@ struct fim_config {
     __u32 host_root_mnt_id; /* the mount id of the agent's (the host's) root */
     __u32 armed;            /* 1 once every tail-call program is in place: calls are only tracked
                              * from then on (bcc attaches the tracepoints before that) */
-    __u32 _pad;
+    __u32 coalesce_ms;      /* identical repeats within this window are counted, not sent (0: off) */
+};
+
+/* ---- Coalescing of identical repeats (bpf/coalesce.h) ---- */
+#define FIM_CO_OPENED 1 /* fim_event.coalesce: the record opened a window; user space flushes it */
+
+/* A window's repeat count, keyed by the record that opened it (its timestamp and thread). */
+struct fim_repeat_key {
+    __u64 ts_boot_ns; /* the opening record's ts_boot_ns */
+    __u64 pid_tgid;   /* tgid << 32 | tid */
+};
+
+struct fim_repeat_count {
+    __u64 last_ns; /* CLOCK_BOOTTIME of the last repeat folded */
+    __u64 count;   /* repeats folded (the opening record not included) */
 };
 
 /* ---- Process events (bpf/process_events.c), their own ring buffer `proc_events` ---- */

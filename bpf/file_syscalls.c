@@ -787,17 +787,25 @@ int lookup_name(void *ctx)
     return 0;
 }
 
-static __always_inline void emit(struct fim_event *ev, u32 type, u32 off)
+#include "coalesce.h"
+
+static __always_inline void emit(struct fim_event *ev, u32 type, u32 off, u64 revision)
 {
+    u32 zero = 0;
+    struct fim_config *cfg = config.lookup(&zero);
+    if (coalesce(ev, revision, cfg ? cfg->coalesce_ms : 0))
+        return; /* an identical repeat: counted in its window (bpf/coalesce.h) */
     u64 size = offsetof(struct fim_event, data) + off;
     if (size > sizeof(*ev))
         size = sizeof(*ev);
     /* Keep the clamp in the register the verifier checks: clang may pass the unclamped copy. */
     asm volatile("" : "+r"(size));
-    if (events.ringbuf_output(ev, size, 0) == 0)
+    if (events.ringbuf_output(ev, size, 0) == 0) {
         count(type, FIM_C_SENT);
-    else
+    } else {
         count(type, FIM_C_LOST);
+        coalesce_abandon(ev);
+    }
 }
 
 /* Can the path's string be trusted to say where the file is? From a dentry, yes. A name as passed
@@ -891,7 +899,7 @@ int finish_path(void *ctx)
         count(type, FIM_C_APPROVER_DROPPED);
         return 0;
     }
-    emit(ev, type, off);
+    emit(ev, type, off, job->vs.revision);
     return 0;
 }
 

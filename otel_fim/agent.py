@@ -81,6 +81,12 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         help=f"MiB for records read from the kernel, not yet handled (default {DEFAULT_BACKLOG_MIB})",
     )
+    p.add_argument(
+        "--coalesce-ms",
+        type=int,
+        help="identical repeats (same thread, operation, file, arguments, result) within this window "
+        "are one record plus a count (default 250; 0: off)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     add_config_arguments(p)
     p.set_defaults(func=run)
@@ -199,6 +205,7 @@ def filter_snapshot(sensor: Sensor) -> dict[str, int]:
         **{f"name_lookup_{name}": n for name, n in sensor.lookup_counters().items()},
         **{f"verdict_{name}": n for name, n in sensor.verdict_counters().items()},
         "verdict_revision": f.verdict_revision(),
+        **{f"coalesce_{name}": n for name, n in sensor.coalesce_counters().items()},
     }
 
 
@@ -242,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
             ringbuf_pages=config.ringbuf_pages,
             kernel_filter=config.kernel_filter,
             backlog_mib=config.backlog_mib,
+            coalesce_ms=config.coalesce_ms,
         ),
         modules=[process_context.module],
     )
@@ -305,6 +313,7 @@ def drain(sensor: Sensor, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while sensor.poll(0) and time.monotonic() < deadline:
         pass
+    sensor.flush_repeats()  # windows still open: their repeats so far
 
 
 def poll_until_stopped(

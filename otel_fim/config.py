@@ -22,6 +22,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
+from otel_fim.kernel.coalescing import DEFAULT_WINDOW_MS as DEFAULT_COALESCE_MS
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 
 DEFAULT_STATE_DIR = "/var/lib/otel-fim"
@@ -76,6 +77,7 @@ class AgentConfig:
     status_interval: float = 30.0  # seconds between status lines; 0: never
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # the kernel's ring buffer (a power of two; locked)
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
+    coalesce_ms: int = DEFAULT_COALESCE_MS  # identical repeats in this window: one record + a count
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -130,7 +132,7 @@ _POSITIVE = {
     "backlog_mib",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
-_NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
+_NON_NEGATIVE = {"status_interval", "otlp.close_timeout", "coalesce_ms"}
 
 
 def load_config(path: str | Path) -> AgentConfig:

@@ -95,7 +95,8 @@ class FimEventHeader(ctypes.Structure):
         ("new_uid", ctypes.c_uint32),
         ("new_gid", ctypes.c_uint32),
         ("xattr_len", ctypes.c_uint16),
-        ("_pad", ctypes.c_uint16 * 3),
+        ("coalesce", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 2),
         ("comm", ctypes.c_char * 16),
         ("file", FimFile),
         ("dest", FimFile),
@@ -110,8 +111,20 @@ class FimConfig(ctypes.Structure):
         ("agent_tgid", ctypes.c_uint32),
         ("host_root_mnt_id", ctypes.c_uint32),
         ("armed", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("coalesce_ms", ctypes.c_uint32),
     ]
+
+
+# ---- coalescing of identical repeats (bpf/coalesce.h) ----
+CO_OPENED = 1  # fim_event.coalesce
+
+
+class FimRepeatKey(ctypes.Structure):
+    _fields_ = [("ts_boot_ns", ctypes.c_uint64), ("pid_tgid", ctypes.c_uint64)]
+
+
+class FimRepeatCount(ctypes.Structure):
+    _fields_ = [("last_ns", ctypes.c_uint64), ("count", ctypes.c_uint64)]
 
 
 def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:
