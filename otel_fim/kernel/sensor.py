@@ -26,6 +26,7 @@ from otel_fim.kernel.decoder import Decoder
 from otel_fim.kernel.headers import HeadersError
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
+from otel_fim.kernel.memory import release_compiler_memory
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
 from otel_fim.kernel.ring_reader import RingReader
@@ -219,6 +220,7 @@ class Sensor:
             self.stop()
             raise
         log.info("sensor attached: %d tracepoints", self.attached_count())
+        release_compiler_memory()  # the compiler is not needed again until the next start
 
     def stop(self) -> None:
         if self._bpf is not None:
