@@ -52,14 +52,7 @@ BPF_TABLE("lru_hash", struct coalesce_key, struct coalesce_window, coalesce_wind
 BPF_HASH(repeat_counts, struct fim_repeat_key, struct fim_repeat_count, 16384);
 BPF_PERCPU_ARRAY(coalesce_scratches, struct coalesce_scratch, 1);
 
-/* coalesce_counters indexes (per CPU) */
-enum coalesce_counter {
-    CC_FOLDED = 0, /* repeats counted instead of sent */
-    CC_OPENED,     /* windows opened */
-    CC_FULL,       /* repeat_counts full: sent instead of folded */
-    CC_MAX,
-};
-BPF_PERCPU_ARRAY(coalesce_counters, u64, CC_MAX);
+BPF_PERCPU_ARRAY(coalesce_counters, u64, FIM_CC_MAX); /* indexes: enum fim_coalesce_counter */
 
 static __always_inline void coalesce_count(u32 counter)
 {
@@ -122,7 +115,7 @@ static __always_inline int coalesce(struct fim_event *ev, u64 revision, u32 wind
         if (c) {
             __sync_fetch_and_add(&c->count, 1);
             c->last_ns = now;
-            coalesce_count(CC_FOLDED);
+            coalesce_count(FIM_CC_FOLDED);
             return 1;
         }
         /* already reported by user space: a new window */
@@ -130,13 +123,13 @@ static __always_inline int coalesce(struct fim_event *ev, u64 revision, u32 wind
     struct fim_repeat_key rk = {.ts_boot_ns = now, .pid_tgid = s->key.pid_tgid};
     struct fim_repeat_count none = {.last_ns = now};
     if (repeat_counts.insert(&rk, &none) != 0) {
-        coalesce_count(CC_FULL);
+        coalesce_count(FIM_CC_FULL);
         return 0;
     }
     struct coalesce_window nw = {.start = now};
     coalesce_windows.update(&s->key, &nw);
     ev->coalesce = FIM_CO_OPENED;
-    coalesce_count(CC_OPENED);
+    coalesce_count(FIM_CC_OPENED);
     return 0;
 }
 

@@ -22,13 +22,7 @@
 
 BPF_TABLE("lru_hash", struct fim_inode_key, struct fim_verdict, verdicts, 16384);
 
-/* verdict_counters indexes (per CPU) */
-enum verdict_counter {
-    VC_HIT = 0,  /* an event dropped by a cached verdict (also counted approver_dropped) */
-    VC_LEARNED,  /* a verdict stored (or a type added to one) */
-    VC_MAX,
-};
-BPF_PERCPU_ARRAY(verdict_counters, u64, VC_MAX);
+BPF_PERCPU_ARRAY(verdict_counters, u64, FIM_VC_MAX); /* indexes: enum fim_verdict_counter */
 
 static __always_inline void verdict_count(u32 counter)
 {
@@ -116,7 +110,7 @@ static __always_inline void verdict_learn(struct fim_file *f, struct verdict_sco
         n.mask |= e->mask;
     }
     verdicts.update(&k, &n);
-    verdict_count(VC_LEARNED);
+    verdict_count(FIM_VC_LEARNED);
 }
 
 /* Mount changes move whole trees to other paths (or out of reach): every verdict is stale. The

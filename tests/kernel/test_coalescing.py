@@ -9,17 +9,23 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_kernel_filter import FilteredAgent, write
-from test_kernel_filter import agent as agent  # noqa: PLC0414 - the module-scoped fixture
 
 from otel_fim.event import Event, EventType
 from otel_fim.export.record import log_record
-from tests.kernel_harness import in_child
+from tests.support.filtered_agent import FilteredAgent, filtered_agent, write
+from tests.support.kernel_harness import in_child
 
 pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilteredAgent]:
+    yield from filtered_agent(tmp_path_factory)
+
 
 N = 300
 
@@ -38,7 +44,7 @@ def opens_of(agent: FilteredAgent, path: Path, pid: int | None = None) -> list[E
     ]
 
 
-def wait_total(agent: FilteredAgent, events, expected: int, timeout: float = 10.0) -> int:  # noqa: ANN001
+def wait_total(agent: FilteredAgent, events, expected: int, timeout: float = 10.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         total = sum(occurrences(e) for e in events())

@@ -26,9 +26,9 @@ def test_only_clean_read_only_compiler_mappings_are_chosen() -> None:
 
 
 @pytest.mark.kernel
-def test_sensor_works_after_the_release(sensor_events, tmp_path) -> None:  # noqa: ANN001
+def test_sensor_works_after_the_release(sensor_events, tmp_path) -> None:
     from otel_fim.event import EventType
-    from tests.kernel_harness import in_child
+    from tests.support.kernel_harness import in_child
 
     released = release_compiler_memory()  # again: the session sensor already did it once
     assert released.rss_after_kib > 0

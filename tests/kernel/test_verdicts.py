@@ -13,14 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_kernel_filter import RULES, FilteredAgent, apply_rules, write
-from test_kernel_filter import agent as agent  # noqa: PLC0414 - the module-scoped fixture
 
-from otel_fim.agent import alias_source
 from otel_fim.event import EventType
-from tests.kernel_harness import in_child
+from tests.support.filtered_agent import RULES, FilteredAgent, apply_rules, filtered_agent, write
+from tests.support.kernel_harness import in_child
 
 pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilteredAgent]:
+    yield from filtered_agent(tmp_path_factory)
+
 
 WRITES_PER_TRY = 50
 
@@ -105,8 +109,6 @@ def test_hard_link_of_a_cached_file_to_a_watched_name_is_detected(agent: Filtere
     try:
         os.link(cached, secret)
         agent.sensor.filter.refresh_inodes()  # as the agent does every few seconds
-        # as the agent looks aliases up: in the watched files of the latest refresh
-        agent.pipeline.aliases = alias_source(agent.sensor.filter)
         pid = in_child(lambda: write(cached))
         assert agent.wait(lambda: agent.delivered_for(pid)), "dropped in the kernel"
         assert agent.wait(lambda: "exact" in agent.matched_rules(pid))
