@@ -129,4 +129,40 @@ VERDICT_MOUNT_PROBE(umount)
 VERDICT_MOUNT_PROBE(move_mount)
 VERDICT_MOUNT_PROBE(pivot_root)
 
+#if FIM_URING_NAME_OPS
+/* io_uring renames, unlinks and links never pass the syscall tracepoints: stale on submission
+ * (before the name changes) and again on completion (after it), as a syscall's exit would. The
+ * sensor attaches these to io_uring:io_uring_submit_req / io_uring_complete, field offsets from
+ * their tracefs format (FIM_URING_*). */
+#define IORING_OP_RENAMEAT 35 /* uapi numbers: stable */
+#define IORING_OP_UNLINKAT 36
+#define IORING_OP_LINKAT 39
+BPF_TABLE("lru_hash", u64, u8, uring_name_ops, 4096); /* requests in flight, by io_kiocb pointer */
+
+int verdict_uring_submit(void *ctx)
+{
+    u8 op = 0;
+    u64 req = 0;
+    bpf_probe_read_kernel(&op, 1, ctx + FIM_URING_SUBMIT_OPCODE);
+    if (op != IORING_OP_RENAMEAT && op != IORING_OP_UNLINKAT && op != IORING_OP_LINKAT)
+        return 0;
+    bpf_probe_read_kernel(&req, 8, ctx + FIM_URING_SUBMIT_REQ);
+    u8 one = 1;
+    uring_name_ops.update(&req, &one);
+    invalidate_verdicts();
+    return 0;
+}
+
+int verdict_uring_complete(void *ctx)
+{
+    u64 req = 0;
+    bpf_probe_read_kernel(&req, 8, ctx + FIM_URING_COMPLETE_REQ);
+    if (uring_name_ops.lookup(&req)) {
+        uring_name_ops.delete(&req);
+        invalidate_verdicts();
+    }
+    return 0;
+}
+#endif
+
 #endif

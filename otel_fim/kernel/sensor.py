@@ -41,6 +41,7 @@ from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
 from otel_fim.kernel.ring_reader import RingReader
 from otel_fim.kernel.tracefs import TracefsError
+from otel_fim.kernel.verdicts import attach_uring, uring_constants
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,8 @@ class Sensor:
         source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
         flags += cflags(self.name_lookup)
+        uring = uring_constants()
+        flags += cflags(uring)
         for module in self.modules:
             flags += module.cflags()
         # Written once the tail-call programs are in place: bcc attaches the tracepoints while
@@ -216,6 +219,7 @@ class Sensor:
             self._ring = RingReader(events.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
             self.filter = KernelFilter(self._bpf, enabled=opts.kernel_filter)
             self.repeats = RepeatReporter(self._bpf[b"repeat_counts"], opts.coalesce_ms, self._hand_over)
+            attach_uring(self._bpf, uring)  # io_uring name changes make kernel verdicts stale
             for module in self.modules:
                 module.attach(self._bpf)
         except Exception:

@@ -181,7 +181,7 @@ def test_stop_detaches_every_tracepoint(tmp_path: Path) -> None:
     seen: list = []
     sensor = Sensor(seen.append, SensorOptions(agent_pid=0))
     with sensor:
-        assert sensor.attached_count() == 76  # 36 syscalls, enter + exit; 4 mount exits (verdicts)
+        assert sensor.attached_count() == 78  # 36 syscalls, enter + exit; verdicts: 4 mount + 2 io_uring
     assert sensor.attached_count() == 0
     pid = in_child(lambda: write(tmp_path / "after-stop"))
     assert not [e for e in seen if e.process.pid == pid]

@@ -16,7 +16,7 @@ import pytest
 
 from otel_fim.event import EventType
 from tests.support.filtered_agent import RULES, FilteredAgent, apply_rules, filtered_agent, write
-from tests.support.kernel_harness import in_child
+from tests.support.kernel_harness import in_child, kernel_unavailable
 
 pytestmark = pytest.mark.kernel
 
@@ -169,3 +169,55 @@ def test_a_chrooted_process_is_not_hidden_by_a_verdict_learned_outside(agent: Fi
     assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
     event = next(e for e, _ in agent.matched if e.process.pid == pid)
     assert event.file.path == str(seen_inside)
+
+
+URING_RENAME = r"""
+#include <liburing.h>
+#include <fcntl.h>
+#include <stdio.h>
+int main(int argc, char **argv)
+{
+    struct io_uring ring;
+    if (argc != 3 || io_uring_queue_init(4, &ring, 0) < 0)
+        return 2;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+    io_uring_prep_renameat(sqe, AT_FDCWD, argv[1], AT_FDCWD, argv[2], 0);
+    io_uring_submit(&ring);
+    struct io_uring_cqe *cqe;
+    if (io_uring_wait_cqe(&ring, &cqe) < 0)
+        return 3;
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    io_uring_queue_exit(&ring);
+    return res == 0 ? 0 : 4;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def uring_rename(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A program that renames with io_uring (IORING_OP_RENAMEAT): no rename syscall is made."""
+    d = tmp_path_factory.mktemp("uring")
+    (d / "rename.c").write_text(URING_RENAME)
+    built = subprocess.run(
+        ["gcc", "-O1", "-o", str(d / "rename"), str(d / "rename.c"), "-luring"],
+        capture_output=True,
+        text=True,
+    )
+    if built.returncode != 0:
+        kernel_unavailable(
+            f"cannot build the io_uring helper (apt-get install liburing-dev): {built.stderr[-300:]}"
+        )
+    return d / "rename"
+
+
+def test_io_uring_rename_of_a_cached_file_into_a_watched_tree_is_detected(
+    agent: FilteredAgent, uring_rename: Path
+) -> None:
+    cached = agent.d / "nottree" / "v-uring" / "f"
+    learn_verdict(agent, cached)
+    moved = agent.d / "tree" / "v-uring-moved"
+    subprocess.run([str(uring_rename), str(cached), str(moved)], check=True)
+    assert moved.exists() and not cached.exists()
+    pid = in_child(lambda: write(moved))
+    assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
