@@ -299,13 +299,13 @@ def target_table(raw: dict[str, Any]) -> str:
         add("every watched write detected (mixed workload)", f"{detected:,} / {made:,}", detected >= made)
     if "repeat" in raw:
         g = next(g for g in raw["repeat"] if g.label == "otel-fim")
-        ratio = statistics.median(g.wall_ratios)
+        cpu, wall = statistics.median(g.cpu_ratios), statistics.median(g.wall_ratios)
         lost = sum(x.lost or 0 for x in g.samples)
         ops = g.samples[0].workload.ops
         exact = all(x.accounted == x.workload.ops for x in g.samples)
-        add("unthrottled single-process write loop on a watched file: 0 lost, ≤ 1.6×, every call counted",
-            f"{lost:,} lost, {ratio:.2f}× (wall), {'all' if exact else 'not all'} {ops:,} calls accounted",
-            lost == 0 and ratio <= 1.6 and exact)  # fmt: skip
+        add("unthrottled write loop on one watched file: 0 lost, ≤ 1.6× (CPU), every call counted",
+            f"{lost:,} lost, {cpu:.2f}× CPU ({wall:.2f}× wall), {'all' if exact else 'not all'} {ops:,} "
+            "calls accounted", lost == 0 and cpu <= 1.6 and exact)  # fmt: skip
     if "burst" in raw:
         top = [b for b in raw["burst"] if b.rate >= 100_000]
         best = highest_lossless(raw["burst"])

@@ -11,7 +11,8 @@
  *   wopenloop open(O_WRONLY|O_CREAT) + close of one non-watched file (-f).
  *   repeat    open(O_WRONLY|O_CREAT) + close of one watched file, as fast as possible (the same
  *             operation by the same process on the same file: what in-kernel coalescing folds).
- *   burst     watched-file modifications only: open(O_WRONLY|O_CREAT|O_TRUNC) + close.
+ *   burst     watched-file modifications only: open(O_WRONLY|O_CREAT|O_TRUNC) + close, of
+ *             BURST_FILES distinct files in turn.
  *
  * -r limits the rate of *monitored* syscalls (the ones the sensor traces: open*, rename, unlink,
  * chmod, ...; not read/write/close) per second; 0 means as fast as possible.
@@ -34,6 +35,7 @@
 #define MAX_PATH 512
 #define OBJ_FILES 256
 #define WATCHED_FILES 64
+#define BURST_FILES 100000
 #define RATE_CHECK_EVERY 64
 
 struct opts {
@@ -260,7 +262,9 @@ int main(int argc, char **argv)
             c.watched++;
         } else if (strcmp(o.mode, "burst") == 0) {
             char path[MAX_PATH];
-            snprintf(path, sizeof(path), "%s/watched/b%02ld", o.root, c.ops % WATCHED_FILES);
+            /* distinct files (each one again only after BURST_FILES others: longer than a
+             * coalescing window at any rate reached here), so coalescing cannot help */
+            snprintf(path, sizeof(path), "%s/watched/b%06ld", o.root, c.ops % BURST_FILES);
             write_file(&c, path, O_TRUNC, 0);
             c.watched++;
         } else {
