@@ -310,10 +310,16 @@ def target_table(raw: dict[str, Any]) -> str:
         top = [b for b in raw["burst"] if b.rate >= 100_000]
         best = highest_lossless(raw["burst"])
         if top:
+            b = top[0]
+            achieved = b.workload.syscall_rate
+            # A rate the workload did not reach (a busy machine) proves nothing either way.
+            reached = achieved >= 0.9 * b.rate
+            note = "" if reached else f" (workload reached only {achieved:,.0f}/s)"
             add("100k/s distinct watched-file modifications for 10 s: 0 lost",
-                f"{top[0].lost:,} lost; highest lossless rate {best or 0:,}/s", top[0].ok)  # fmt: skip
-            add("peak RSS during the 100k/s burst ≤ 250 MiB", f"{top[0].agent.peak_rss_mib:.0f} MiB",
-                top[0].agent.peak_rss_mib <= 250)  # fmt: skip
+                f"{b.lost:,} lost; highest lossless rate {best or 0:,}/s{note}",
+                b.ok if reached else None)  # fmt: skip
+            add("peak RSS during the 100k/s burst ≤ 250 MiB", f"{b.agent.peak_rss_mib:.0f} MiB{note}",
+                b.agent.peak_rss_mib <= 250 if reached else None)  # fmt: skip
     if "rest" in raw:
         rss = statistics.median(x.rss_mib for x in raw["rest"])
         startup = statistics.median(x.startup_s for x in raw["rest"])
