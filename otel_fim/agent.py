@@ -58,6 +58,9 @@ def reload_rules(path: DataPath) -> bool:
     except (RuleError, OSError, ValueError) as exc:
         log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
         return False
+    except Exception:  # a loader bug must not blind the agent either
+        log.exception("rule reload failed unexpectedly, the previous rules stay in force")
+        return False
     log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(path.config.rules))
     return True
 
@@ -84,7 +87,14 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
+        "export": export_snapshot(pipeline),
     }
+
+
+def export_snapshot(pipeline: Pipeline) -> dict[str, int]:
+    """Delivery counters of the outputs that have them (the OTLP spool)."""
+    outputs = pipeline.emitter.outputs
+    return {k: v for out in outputs for k, v in getattr(out, "delivery_stats", dict)().items()}
 
 
 def filter_snapshot(sensor: Sensor) -> dict[str, int]:
@@ -113,7 +123,11 @@ def status_line(stats: dict[str, Any]) -> str:
     user = stats["user"]
     kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
-    return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    line = f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    export = stats.get("export")
+    if export:
+        line += " | otlp " + " ".join(f"{k}={export[k]}" for k in ("spooled", "delivered", "dead_letters"))
+    return line
 
 
 def run_agent(config: AgentConfig) -> int:
