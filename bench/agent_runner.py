@@ -94,15 +94,19 @@ class AgentResult:
 
 
 def count_records(jsonl: Path, rule_id: str = BENCH_RULE_ID) -> int:
-    """Records in the agent's jsonl output that `rule_id` matched."""
+    """Calls the agent's jsonl records that `rule_id` matched stand for: one per record, or for a
+    record reporting coalesced repeats, their count (`fim.repeat.count`)."""
     if not jsonl.exists():
         return 0
     needle = f'"{rule_id}"'.encode()
     count = 0
     with jsonl.open("rb") as f:
         for line in f:
-            if needle in line and rule_id in json.loads(line)["attributes"].get("fim.rule.ids", ()):
-                count += 1
+            if needle not in line:
+                continue
+            attrs = json.loads(line)["attributes"]
+            if rule_id in attrs.get("fim.rule.ids", ()):
+                count += int(attrs.get("fim.repeat.count", 1))
     return count
 
 

@@ -1,6 +1,8 @@
-"""Benchmark of the two-stage filter (issue #4): what the in-kernel approvers/discarders save.
+"""Benchmark of the kernel stage (issues #4, #13): what the in-kernel filter, verdict cache and
+coalescing save, against peers, and the agent's memory; ends with the issue #13 target table.
 
-    .venv/bin/python -m bench.kernel_filter [--quick] [--only filter|openloop|cpu|burst]...
+    .venv/bin/python -m bench.kernel_filter [--quick] [--only PART]...
+    PART: filter openloop wopenloop repeat cpu burst rest
 
 Needs root (the agent loads BPF programs) and gcc (the workload is C). Progress goes to stderr, the
 Markdown report to stdout. See README.md#benchmarks.
@@ -18,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios, workload
+from bench import report, scenarios, targets, workload
 from bench.agent_runner import REPO
 from bench.workload import BenchPaths
 
-PARTS = ("filter", "openloop", "cpu", "burst")
+PARTS = ("filter", "openloop", "wopenloop", "repeat", "cpu", "burst", "rest")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=30.0,
         metavar="SECONDS",
         help="before each run, wait up to this long for other processes' BPF programs to go away",
+    )
+    p.add_argument(
+        "--repeat-ops", type=int, help="iterations of the repeat loop (default 300000, --quick 100000)"
     )
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the raw results here")
     p.add_argument("--keep-records", action="store_true", help="keep the agents' jsonl outputs")
@@ -117,6 +122,31 @@ def main(argv: list[str] | None = None) -> int:
             + report.openloop_table(groups)
             + report.contention_note(groups)
         )
+    if "wopenloop" in parts:
+        log(f"write-open/close loop of an unwatched file: {s.openloop_ops:,} iterations")
+        groups = targets.wopen_loop(s, log)
+        raw["wopenloop"] = groups
+        sections.append(
+            "### open(O_WRONLY|O_CREAT)/close loop of a non-watched file\n\n"
+            f"{s.openloop_ops:,} iterations, median of {s.repeats} interleaved round(s). Every iteration "
+            "passes the open-flag gate; the kernel's verdict cache drops all but the first after one "
+            "lookup.\n\n" + report.openloop_table(groups) + report.contention_note(groups)
+        )
+    if "repeat" in parts:
+        ops = args.repeat_ops or (100_000 if args.quick else 300_000)
+        log(
+            f"unthrottled write loop on one watched file: {ops:,} iterations, "
+            f"peers {targets.available_peers()}"
+        )
+        groups = targets.repeat_loop(s, ops, log)
+        raw["repeat"] = groups
+        sections.append(
+            "### One process write-opening one watched file as fast as it can, with peers\n\n"
+            f"{ops:,} × open(O_WRONLY|O_CREAT)+close, median of {s.repeats} interleaved round(s); "
+            "inotifywait watches the file, fatrace the whole system, auditd `-w FILE -p wa`. 'Calls "
+            "accounted for' sums otel-fim's records and the repeat counts they carry.\n\n"
+            + targets.repeat_table(groups)
+        )
     if "cpu" in parts:
         log(f"agent CPU: noise at {s.cpu_rate:,.0f} monitored syscalls/s for {s.cpu_seconds:g}s")
         samples = scenarios.agent_cpu(s, log)
@@ -136,6 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             + "\n\n"
             + report.burst_summary(bursts, s.ringbuf_pages)
         )
+
+    if "rest" in parts:
+        log("at rest: start-up and resident memory, default rules and plugins")
+        rest = targets.at_rest(s, log)
+        raw["rest"] = rest
+        sections.append("### Agent at rest\n\n" + targets.rest_table(rest))
+    sections.insert(0, "### Targets (issue #13)\n\n" + targets.target_table(raw))
 
     elapsed = time.monotonic() - started
     header = (

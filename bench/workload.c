@@ -8,7 +8,11 @@
  *             of system files, cache appends, temp file churn (create/write/rename/unlink), object
  *             file rewrites; plus one watched-file modification every -w noise operations (0: none).
  *   openloop  open(O_RDONLY) + close of one non-watched file (-f).
- *   burst     watched-file modifications only: open(O_WRONLY|O_CREAT|O_TRUNC) + close.
+ *   wopenloop open(O_WRONLY|O_CREAT) + close of one non-watched file (-f).
+ *   repeat    open(O_WRONLY|O_CREAT) + close of one watched file, as fast as possible (the same
+ *             operation by the same process on the same file: what in-kernel coalescing folds).
+ *   burst     watched-file modifications only: open(O_WRONLY|O_CREAT|O_TRUNC) + close, of
+ *             BURST_FILES distinct files in turn.
  *
  * -r limits the rate of *monitored* syscalls (the ones the sensor traces: open*, rename, unlink,
  * chmod, ...; not read/write/close) per second; 0 means as fast as possible.
@@ -31,6 +35,7 @@
 #define MAX_PATH 512
 #define OBJ_FILES 256
 #define WATCHED_FILES 64
+#define BURST_FILES 100000
 #define RATE_CHECK_EVERY 64
 
 struct opts {
@@ -194,7 +199,7 @@ int main(int argc, char **argv)
     int opt;
 
     if (argc < 2) {
-        fprintf(stderr, "usage: %s mixed|openloop|burst [options]\n", argv[0]);
+        fprintf(stderr, "usage: %s mixed|openloop|wopenloop|repeat|burst [options]\n", argv[0]);
         return 2;
     }
     o.mode = argv[1];
@@ -220,8 +225,8 @@ int main(int argc, char **argv)
     memset(buf, 'x', sizeof(buf));
     if (strcmp(o.mode, "mixed") == 0 && (o.tree_files <= 0 || load_tree(&o) < 0))
         return 2;
-    if (strcmp(o.mode, "openloop") == 0 && !o.file) {
-        fprintf(stderr, "workload: openloop needs -f FILE\n");
+    if ((strcmp(o.mode, "openloop") == 0 || strcmp(o.mode, "wopenloop") == 0) && !o.file) {
+        fprintf(stderr, "workload: %s needs -f FILE\n", o.mode);
         return 2;
     }
 
@@ -238,9 +243,28 @@ int main(int argc, char **argv)
                 c.errors++;
             else
                 close(fd);
+        } else if (strcmp(o.mode, "wopenloop") == 0) {
+            int fd = open(o.file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            c.syscalls++;
+            if (fd < 0)
+                c.errors++;
+            else
+                close(fd);
+        } else if (strcmp(o.mode, "repeat") == 0) {
+            char path[MAX_PATH];
+            snprintf(path, sizeof(path), "%s/watched/repeat.conf", o.root);
+            int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            c.syscalls++;
+            if (fd < 0)
+                c.errors++;
+            else
+                close(fd);
+            c.watched++;
         } else if (strcmp(o.mode, "burst") == 0) {
             char path[MAX_PATH];
-            snprintf(path, sizeof(path), "%s/watched/b%02ld", o.root, c.ops % WATCHED_FILES);
+            /* distinct files (each one again only after BURST_FILES others: longer than a
+             * coalescing window at any rate reached here), so coalescing cannot help */
+            snprintf(path, sizeof(path), "%s/watched/b%06ld", o.root, c.ops % BURST_FILES);
             write_file(&c, path, O_TRUNC, 0);
             c.watched++;
         } else {

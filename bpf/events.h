@@ -80,6 +80,21 @@ enum fim_lookup_counter {
     LKC_MAX,
 };
 
+/* `verdict_counters` indexes (per CPU, bpf/verdicts.h) */
+enum fim_verdict_counter {
+    FIM_VC_HIT = 0, /* an event dropped by a kernel-learned verdict (also counted approver_dropped) */
+    FIM_VC_LEARNED, /* a verdict stored (or a type added to one) */
+    FIM_VC_MAX,
+};
+
+/* `coalesce_counters` indexes (per CPU, bpf/coalesce.h) */
+enum fim_coalesce_counter {
+    FIM_CC_FOLDED = 0, /* identical repeats counted in their window instead of sent */
+    FIM_CC_OPENED,     /* windows opened (their first event sent) */
+    FIM_CC_FULL,       /* `repeat_counts` full: sent instead of folded */
+    FIM_CC_MAX,
+};
+
 /* fim_file.flags */
 #define FIM_F_TRUNCATED   0x01 /* path longer than FIM_PATH_MAX or deeper than FIM_MAX_DEPTH: tail kept */
 #define FIM_F_FROM_DENTRY 0x02 /* the whole path comes from the file's own dentry (exact) */
@@ -135,7 +150,8 @@ struct fim_event {
     __u32 new_uid;     /* chown */
     __u32 new_gid;
     __u16 xattr_len;
-    __u16 _pad[3];
+    __u16 coalesce;    /* FIM_CO_OPENED: this record opened a coalescing window (bpf/coalesce.h) */
+    __u16 _pad[2];
     char comm[16];
     struct fim_file file;
     struct fim_file dest; /* rename/link destination; symlink target (FIM_F_RAW) */
@@ -197,8 +213,23 @@ struct fim_value_approver {
     __u32 xattr_names; /* 1: pass when the xattr name is in `approver_xattrs` */
 };
 
+/* Kernel-learned verdicts (bpf/verdicts.h): a file whose path the kernel walked and no approver
+ * passed, keyed by its inode (struct fim_inode_key). Valid while every field still agrees. */
+struct fim_verdict {
+    __u32 mask;        /* event types proven unwatched for this file */
+    __u32 mnt_id;      /* ... through this mount */
+    __u64 revision;    /* ... while the verdict revision is this one */
+    __u32 generation;  /* ... for this i_generation (an inode number is reused after unlink) */
+    __u32 root_mnt_id; /* ... seen from this process root (mount id + root directory inode): */
+    __u64 root_ino;    /*     a chroot or container sees another path for the same file */
+};
+
 /* `filter_state` array indexes */
 #define FIM_STATE_REVISION 0 /* bumped by rename/link/rmdir and by rule reloads */
+#define FIM_STATE_VERDICT_REVISION 1 /* bumped by rename/link/unlink/rmdir and mount changes */
+#define FIM_STATE_VERDICT_RELOADS 2  /* bumped by user space (reloads, new inode approvers); a
+                                      * verdict's revision is the sum of the two: the kernel's and
+                                      * user space's bumps can never overwrite each other */
 
 /* Settings user space writes into the `config` array map (index 0). */
 struct fim_config {
@@ -206,7 +237,21 @@ struct fim_config {
     __u32 host_root_mnt_id; /* the mount id of the agent's (the host's) root */
     __u32 armed;            /* 1 once every tail-call program is in place: calls are only tracked
                              * from then on (bcc attaches the tracepoints before that) */
-    __u32 _pad;
+    __u32 coalesce_ms;      /* identical repeats within this window are counted, not sent (0: off) */
+};
+
+/* ---- Coalescing of identical repeats (bpf/coalesce.h) ---- */
+#define FIM_CO_OPENED 1 /* fim_event.coalesce: the record opened a window; user space flushes it */
+
+/* A window's repeat count, keyed by the record that opened it (its timestamp and thread). */
+struct fim_repeat_key {
+    __u64 ts_boot_ns; /* the opening record's ts_boot_ns */
+    __u64 pid_tgid;   /* tgid << 32 | tid */
+};
+
+struct fim_repeat_count {
+    __u64 last_ns; /* CLOCK_BOOTTIME of the last repeat folded */
+    __u64 count;   /* repeats folded (the opening record not included) */
 };
 
 /* ---- Process events (bpf/process_events.c), their own ring buffer `proc_events` ---- */

@@ -14,6 +14,7 @@
 #include "value_approvers.h"
 #include "dentry_cache.h"
 #include "path_resolver.h"
+#include "verdicts.h"
 #include "name_lookup.h"
 
 #define AT_FDCWD -100
@@ -108,7 +109,7 @@ static __always_inline int invalidates(u32 type)
 static __always_inline int dropped_early(struct pending *p)
 {
     struct fim_policy *pol = policy_of(p->type);
-    if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type)) ||
+    if (pol && ((pol->mode == FIM_POLICY_DROP && !invalidates(p->type) && !changes_names(p->type)) ||
                 (p->type == FIM_OPEN && !open_gate_passes(pol, p->open_flags)))) {
         count(p->type, FIM_C_SEEN);
         count(p->type, FIM_C_APPROVER_DROPPED);
@@ -526,6 +527,7 @@ struct resolve_job {
     u32 approved;
     u32 no_discard; /* rename/link: the destination may be watched even when the source is not */
     u32 kernel_names; /* names are in kernel memory (io_uring's copies), not the caller's */
+    struct verdict_scope vs; /* what a kernel-learned verdict must agree on (bpf/verdicts.h) */
 };
 
 BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
@@ -533,12 +535,23 @@ BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
 #define WALK_STEPS 8
 
 #define DISCARDED 1
+#define UNWATCHED 2 /* a kernel-learned verdict (bpf/verdicts.h) */
+
+/* An event dropped before its walk: counted by why. */
+static __always_inline void count_early_drop(u32 type, int why)
+{
+    if (why == UNWATCHED)
+        verdict_count(FIM_VC_HIT);
+    count(type, why == DISCARDED ? FIM_C_DISCARDER_DROPPED : FIM_C_APPROVER_DROPPED);
+}
 
 /* Inode approvers, then discarders, for a file known by its dentry: before the walk it would cost. */
 static __always_inline int filter_by_inode(struct resolve_job *job, struct fim_file *f, struct kpath *p)
 {
     if (!job->mask || job->approved || !(f->flags & FIM_F_HAS_INODE))
         return 0;
+    if (!job->no_discard && verdict_unwatched(f, &job->vs, job->mask))
+        return UNWATCHED; /* one lookup instead of the checks below and the walk */
     struct fim_inode_key file = {.ino = f->ino, .dev = f->dev};
     u64 parent = rd_ptr(p->dentry + OFF_DENTRY_D_PARENT);
     if (file_approved(&file, job->mask) || dir_approved(parent, job->mask)) {
@@ -557,8 +570,9 @@ static __always_inline int begin_exact(struct resolve_job *job, struct fim_file 
 {
     fill_inode(f, from);
     job->mode = RES_EXACT;
-    if (filter_by_inode(job, f, from) == DISCARDED)
-        return DISCARDED;
+    int why = filter_by_inode(job, f, from);
+    if (why)
+        return why;
     walk_begin(&job->w, from, root);
     job->w.check_mask = job->approved ? 0 : job->mask;
     return 0;
@@ -580,6 +594,7 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
     job->lk.final = LK_FINAL_UNKNOWN;
     if (has_host_root(&root))
         f->flags |= FIM_F_HOST_ROOT;
+    verdict_scope_of(&job->vs, &root, job->vs.revision);
     u64 file = locate == LOC_FD ? fd_file(task, dfd) : locate == LOC_FILE ? name : 0;
     if (file) {
         rd_path(file + OFF_FILE_F_PATH, &from);
@@ -647,8 +662,12 @@ int complete_call(void *ctx)
         return 0;
     }
     count(type, FIM_C_SEEN);
+    /* Read before anything is walked: a rename landing during the walk makes what it learns stale. */
+    job->vs.revision = verdict_revision();
     if (p->retval == 0 && invalidates(type))
         invalidate_discarders();
+    if (p->retval == 0 && changes_names(type))
+        invalidate_verdicts();
     struct fim_policy *pol = policy_of(type);
     if (pol && pol->mode == FIM_POLICY_DROP) {
         count(type, FIM_C_APPROVER_DROPPED);
@@ -707,8 +726,9 @@ int complete_call(void *ctx)
             dfd = (s32)p->retval;
         }
     }
-    if (begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0) == DISCARDED) {
-        count(type, FIM_C_DISCARDER_DROPPED);
+    int why = begin_resolve(job, &ev->file, 0, locate, dfd, p->name, 0);
+    if (why) {
+        count_early_drop(type, why);
         drop_call(id);
         return 0;
     }
@@ -786,10 +806,11 @@ int lookup_name(void *ctx)
     if (job->lk.state < LK_STOP && job->lk.hops < LK_HOPS)
         tail_calls.call(ctx, FIM_TAIL_LOOKUP_NAME);
     struct fim_file *f = job->stage == 0 ? &ev->file : &ev->dest;
-    if (lookup_done(job, f) == DISCARDED) {
+    int why = lookup_done(job, f);
+    if (why) {
         struct pending *p = pending_calls.lookup(&id);
         if (p && p->type < FIM_TYPE_MAX)
-            count(p->type, FIM_C_DISCARDER_DROPPED);
+            count_early_drop(p->type, why);
         drop_call(id);
         return 0;
     }
@@ -799,17 +820,25 @@ int lookup_name(void *ctx)
     return 0;
 }
 
-static __always_inline void emit(struct fim_event *ev, u32 type, u32 off)
+#include "coalesce.h"
+
+static __always_inline void emit(struct fim_event *ev, u32 type, u32 off, u64 revision)
 {
+    u32 zero = 0;
+    struct fim_config *cfg = config.lookup(&zero);
+    if (coalesce(ev, revision, cfg ? cfg->coalesce_ms : 0))
+        return; /* an identical repeat: counted in its window (bpf/coalesce.h) */
     u64 size = offsetof(struct fim_event, data) + off;
     if (size > sizeof(*ev))
         size = sizeof(*ev);
     /* Keep the clamp in the register the verifier checks: clang may pass the unclamped copy. */
     asm volatile("" : "+r"(size));
-    if (events.ringbuf_output(ev, size, 0) == 0)
+    if (events.ringbuf_output(ev, size, 0) == 0) {
         count(type, FIM_C_SENT);
-    else
+    } else {
         count(type, FIM_C_LOST);
+        coalesce_abandon(ev);
+    }
 }
 
 /* Can the path's string be trusted to say where the file is? From a dentry, yes. A name as passed
@@ -893,14 +922,17 @@ int finish_path(void *ctx)
         off += ev->xattr_len;
     }
     u32 type = p->type;
+    u64 two_names = p->name2;
     drop_call(id);
     if (type >= FIM_TYPE_MAX)
         return 0;
     if (job->mask && !job->approved) {
+        if (job->stage == 0 && job->mode == RES_EXACT && !two_names)
+            verdict_learn(&ev->file, &job->vs, job->mask);
         count(type, FIM_C_APPROVER_DROPPED);
         return 0;
     }
-    emit(ev, type, off);
+    emit(ev, type, off, job->vs.revision);
     return 0;
 }
 

@@ -114,6 +114,9 @@ def filter_snapshot(sensor: Sensor) -> dict[str, int]:
         "linked_scan_entries": f.stats.linked_scan_entries,
         "linked_scan_truncated": f.stats.linked_scan_truncated,
         **{f"name_lookup_{name}": n for name, n in sensor.lookup_counters().items()},
+        **{f"verdict_{name}": n for name, n in sensor.verdict_counters().items()},
+        "verdict_revision": f.verdict_revision(),
+        **{f"coalesce_{name}": n for name, n in sensor.coalesce_counters().items()},
     }
 
 
@@ -190,6 +193,7 @@ def drain(sensor: Sensor, seconds: float = 10.0) -> None:
     deadline = time.monotonic() + seconds
     while sensor.poll(0) and time.monotonic() < deadline:
         pass
+    sensor.flush_repeats()  # windows still open: their repeats so far
 
 
 def poll_until_stopped(

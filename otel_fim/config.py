@@ -23,6 +23,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from otel_fim import bounded_yaml
 from otel_fim.canary.settings import CanaryConfig
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
+from otel_fim.kernel.coalescing import DEFAULT_WINDOW_MS as DEFAULT_COALESCE_MS
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 from otel_fim.scan.settings import ScanConfig
 
@@ -80,6 +81,7 @@ class AgentConfig:
     status_interval: float = 30.0  # seconds between status lines; 0: never
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # the kernel's ring buffer (a power of two; locked)
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
+    coalesce_ms: int = DEFAULT_COALESCE_MS  # identical repeats in this window: one record + a count
     log_level: str = "info"
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
@@ -141,6 +143,7 @@ _POSITIVE = {
 _POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {
     "status_interval", "otlp.close_timeout", "scan.interval", "scan.bytes_per_s", "scan.files_per_s",
+    "coalesce_ms",
 }  # fmt: skip
 
 

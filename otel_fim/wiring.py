@@ -213,6 +213,7 @@ def build_data_path(config: AgentConfig) -> DataPath:
             ringbuf_pages=config.ringbuf_pages,
             kernel_filter=config.kernel_filter,
             backlog_mib=config.backlog_mib,
+            coalesce_ms=config.coalesce_ms,
         ),
         modules=[process_context.module],
     )

@@ -56,9 +56,26 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         help=f"MiB for records read from the kernel, not yet handled (default {DEFAULT_BACKLOG_MIB})",
     )
+    p.add_argument(
+        "--coalesce-ms",
+        type=window_ms,
+        help="identical repeats (same thread, operation, file, arguments, result) within this window "
+        "are one record plus a count (default 250; 0: off)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     add_config_arguments(p)
     p.set_defaults(func=run)
+
+
+def window_ms(text: str) -> int:
+    """argparse type for --coalesce-ms: 0 (off) to 60000."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= value <= 60_000:
+        raise argparse.ArgumentTypeError(f"must be 0-60000 ms, got {value}")
+    return value
 
 
 def positive_int(text: str) -> int:

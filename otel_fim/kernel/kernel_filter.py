@@ -26,6 +26,8 @@ from otel_fim.kernel.layout import (
     POLICY_DROP,
     PREFIX_MAX,
     STATE_REVISION,
+    STATE_VERDICT_RELOADS,
+    STATE_VERDICT_REVISION,
     FimBasenameKey,
     FimDiscarder,
     FimInodeApprover,
@@ -137,6 +139,7 @@ class KernelFilter:
         self._state = bpf[b"filter_state"]
         self.ruleset: RuleSetLike | None = None
         self.watched_files: dict[tuple[int, int], str] = {}  # (st_dev, inode) -> watched path
+        self._inode_snapshot: dict[tuple[int, int], tuple[int, int]] = {}
         self.plans: dict[EventType, TypePlan] = {}
         self.stats = FilterStats()
         self._recent: OrderedDict[tuple[int, int, int], float] = OrderedDict()
@@ -154,6 +157,7 @@ class KernelFilter:
         for index in range(len(EVENT_TYPES)):
             self._policies[ctypes.c_int(index)] = FimPolicy(mode=POLICY_ACCEPT)
         self.bump_revision()
+        self.bump_verdict_revision()
         for table in (self._basenames, self._prefixes, self._discarders, self._xattrs):
             table.clear()
         self._recent.clear()
@@ -181,6 +185,8 @@ class KernelFilter:
                 gate=int(plan.flags_any is not None),
                 allow_rdonly=int(plan.allow_rdonly),
             )
+        # Walks that read the verdict revision while the maps were half-built learn nothing lasting.
+        self.bump_verdict_revision()
         self.stats.reloads += 1
 
     def _apply_values(self) -> None:
@@ -242,6 +248,10 @@ class KernelFilter:
         wanted = {(kernel_dev(dev), ino) for dev, ino in entries}
         for key in [k for k in self._inodes.keys() if (k.dev, k.ino) not in wanted]:
             del self._inodes[key]
+        snapshot = {key: (e.file_mask, e.dir_mask) for key, e in entries.items()}
+        if snapshot != self._inode_snapshot:  # a verdict learned under other inode approvers: stale
+            self.bump_verdict_revision()
+            self._inode_snapshot = snapshot
         self.watched_files = watched_files
         self.stats.approver_inodes = len(entries)
 
@@ -251,6 +261,17 @@ class KernelFilter:
 
     def bump_revision(self) -> None:
         self._state[ctypes.c_int(STATE_REVISION)] = ctypes.c_uint64(self.revision() + 1)
+
+    def verdict_revision(self) -> int:
+        """As the kernel sees it: its own bumps plus ours (bpf/verdicts.h)."""
+        kernel = self._state[ctypes.c_int(STATE_VERDICT_REVISION)].value
+        return kernel + self._state[ctypes.c_int(STATE_VERDICT_RELOADS)].value
+
+    def bump_verdict_revision(self) -> None:
+        """Every kernel-learned verdict becomes stale. User space has a slot of its own: a
+        read-modify-write of the kernel's slot could overwrite a bump a rename made meanwhile."""
+        slot = ctypes.c_int(STATE_VERDICT_RELOADS)
+        self._state[slot] = ctypes.c_uint64(self._state[slot].value + 1)
 
     def learn(self, event: Event) -> None:
         """Called for an event that matched no rule: push what the rule engine proves."""

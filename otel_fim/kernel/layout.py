@@ -79,6 +79,12 @@ TAIL_PROGRAMS: tuple[str, ...] = ("complete_call", "walk_path", "finish_path", "
 # enum fim_lookup_counter order (`lookup_counters` indexes)
 LOOKUP_COUNTERS: tuple[str, ...] = ("cache_hit", "scan_hit", "partial")
 
+# enum fim_verdict_counter order (`verdict_counters` indexes, bpf/verdicts.h)
+VERDICT_COUNTERS: tuple[str, ...] = ("hit", "learned")
+
+# enum fim_coalesce_counter order (`coalesce_counters` indexes, bpf/coalesce.h)
+COALESCE_COUNTERS: tuple[str, ...] = ("folded", "opened", "full")
+
 # fim_file.flags
 F_TRUNCATED = 0x01
 F_FROM_DENTRY = 0x02
@@ -142,7 +148,8 @@ class FimEventHeader(ctypes.Structure):
         ("new_uid", ctypes.c_uint32),
         ("new_gid", ctypes.c_uint32),
         ("xattr_len", ctypes.c_uint16),
-        ("_pad", ctypes.c_uint16 * 3),
+        ("coalesce", ctypes.c_uint16),
+        ("_pad", ctypes.c_uint16 * 2),
         ("comm", ctypes.c_char * 16),
         ("file", FimFile),
         ("dest", FimFile),
@@ -167,8 +174,20 @@ class FimConfig(ctypes.Structure):
         ("agent_tgid", ctypes.c_uint32),
         ("host_root_mnt_id", ctypes.c_uint32),
         ("armed", ctypes.c_uint32),
-        ("_pad", ctypes.c_uint32),
+        ("coalesce_ms", ctypes.c_uint32),
     ]
+
+
+# ---- coalescing of identical repeats (bpf/coalesce.h) ----
+CO_OPENED = 1  # fim_event.coalesce
+
+
+class FimRepeatKey(ctypes.Structure):
+    _fields_ = [("ts_boot_ns", ctypes.c_uint64), ("pid_tgid", ctypes.c_uint64)]
+
+
+class FimRepeatCount(ctypes.Structure):
+    _fields_ = [("last_ns", ctypes.c_uint64), ("count", ctypes.c_uint64)]
 
 
 # --- Process events (bpf/process_events.c): struct fim_proc_event -------------------------------
@@ -235,6 +254,8 @@ POLICY_ACCEPT, POLICY_DENY, POLICY_DROP = 0, 1, 2
 BASENAME_KEY = 32
 PREFIX_MAX = 256
 STATE_REVISION = 0
+STATE_VERDICT_REVISION = 1  # the kernel's bumps
+STATE_VERDICT_RELOADS = 2  # user space's bumps
 
 
 class FimPolicy(ctypes.Structure):
@@ -277,6 +298,19 @@ class FimDiscarder(ctypes.Structure):
     ]
 
 
+class FimVerdict(ctypes.Structure):
+    """struct fim_verdict: a kernel-learned 'no approver passes this file' (bpf/verdicts.h)."""
+
+    _fields_ = [
+        ("mask", ctypes.c_uint32),
+        ("mnt_id", ctypes.c_uint32),
+        ("revision", ctypes.c_uint64),
+        ("generation", ctypes.c_uint32),
+        ("root_mnt_id", ctypes.c_uint32),
+        ("root_ino", ctypes.c_uint64),
+    ]
+
+
 def type_bit(etype: EventType) -> int:
     return 1 << EVENT_TYPES.index(etype)
 
@@ -298,6 +332,9 @@ STRUCTS: dict[str, type[ctypes.Structure]] = {
     "fim_config": FimConfig,
     "fim_cgroup_path": FimCgroupPath,
     "fim_proc_event": FimProcEvent,
+    "fim_verdict": FimVerdict,
+    "fim_repeat_key": FimRepeatKey,
+    "fim_repeat_count": FimRepeatCount,
 }
 
 
@@ -326,6 +363,8 @@ ENUMS: dict[str, CEnum] = {
     "fim_policy_mode": CEnum("FIM_POLICY_", POLICY_MODES, None),
     "fim_proc_event_type": CEnum("FIM_PROC_", PROC_EVENT_TYPES, "FIM_PROC_TYPE_MAX"),
     "fim_proc_counter": CEnum("FIM_PC_", PROC_COUNTERS, "FIM_PC_MAX"),
+    "fim_verdict_counter": CEnum("FIM_VC_", VERDICT_COUNTERS, "FIM_VC_MAX"),
+    "fim_coalesce_counter": CEnum("FIM_CC_", COALESCE_COUNTERS, "FIM_CC_MAX"),
 }
 
 
@@ -352,6 +391,9 @@ CONSTANTS: dict[str, int] = {
     "FIM_BASENAME_KEY": BASENAME_KEY,
     "FIM_PREFIX_MAX": PREFIX_MAX,
     "FIM_STATE_REVISION": STATE_REVISION,
+    "FIM_STATE_VERDICT_REVISION": STATE_VERDICT_REVISION,
+    "FIM_STATE_VERDICT_RELOADS": STATE_VERDICT_RELOADS,
+    "FIM_CO_OPENED": CO_OPENED,
     "FIM_PROC_PATH_MAX": FIM_PROC_PATH_MAX,
     "FIM_PROC_ARGS_MAX": FIM_PROC_ARGS_MAX,
     "FIM_CG_LEVELS": FIM_CG_LEVELS,
@@ -392,6 +434,10 @@ MAPS: tuple[MapMirror, ...] = (
     MapMirror("discarders", "file_syscalls.c", FimInodeKey, FimDiscarder),
     MapMirror("filter_state", "file_syscalls.c", _u32, _u64),
     MapMirror("lookup_counters", "file_syscalls.c", _u32, _u64, len(LOOKUP_COUNTERS)),
+    MapMirror("verdicts", "file_syscalls.c", FimInodeKey, FimVerdict),
+    MapMirror("verdict_counters", "file_syscalls.c", _u32, _u64, len(VERDICT_COUNTERS)),
+    MapMirror("repeat_counts", "file_syscalls.c", FimRepeatKey, FimRepeatCount),
+    MapMirror("coalesce_counters", "file_syscalls.c", _u32, _u64, len(COALESCE_COUNTERS)),
     MapMirror("proc_scratch", "process_events.c", _u32, FimProcEvent, 1),
     MapMirror("proc_counters", "process_events.c", _u32, _u64, len(PROC_EVENT_TYPES) * len(PROC_COUNTERS)),
 )

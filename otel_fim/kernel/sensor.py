@@ -6,6 +6,7 @@ Use as a context manager: everything attached is detached on exit, whatever the 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import logging
 import mmap
 import os
@@ -20,22 +21,27 @@ from typing import Any
 from otel_fim.event import Event, EventType
 from otel_fim.kernel import headers, io_uring, tracefs
 from otel_fim.kernel.btf import Btf, BtfError
+from otel_fim.kernel.coalescing import DEFAULT_WINDOW_MS, RepeatReporter, opened_window
 from otel_fim.kernel.decoder import Decoder
 from otel_fim.kernel.headers import HeadersError
 from otel_fim.kernel.kernel_filter import KernelFilter
 from otel_fim.kernel.layout import (
     BPF_DIR,
+    COALESCE_COUNTERS,
     COUNTERS,
     EVENT_TYPES,
     LOOKUP_COUNTERS,
     TAIL_PROGRAMS,
+    VERDICT_COUNTERS,
     FimConfig,
 )
 from otel_fim.kernel.map_check import map_mismatches
+from otel_fim.kernel.memory import release_compiler_memory
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
 from otel_fim.kernel.ring_reader import RingReader
 from otel_fim.kernel.tracefs import TracefsError
+from otel_fim.kernel.verdicts import attach_uring, uring_constants
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,7 @@ class SensorOptions:
     kernel_filter: bool = True  # False: every event goes to user space (--no-kernel-filter)
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
     io_uring: bool = True  # io_uring file operations (bpf/io_uring.c), where the kernel allows
+    coalesce_ms: int = DEFAULT_WINDOW_MS  # identical repeats within this window: one record + count
 
 
 class Sensor:
@@ -140,6 +147,7 @@ class Sensor:
         self._backlog: deque[bytes] = deque()
         self._backlog_bytes = 0
         self.backlog_peak = 0  # records
+        self.repeats: RepeatReporter | None = None
         # Run after a poll read its records, before they are handed over (ProcessContext drains
         # the process ring buffer here: once per batch instead of once per event).
         self.before_delivery: list[Callable[[], None]] = []
@@ -159,6 +167,8 @@ class Sensor:
             raise SensorError(f"ring buffer pages must be a power of two, got {opts.ringbuf_pages}")
         if opts.backlog_mib < 1:
             raise SensorError(f"the backlog needs at least 1 MiB, got {opts.backlog_mib}")
+        if not 0 <= opts.coalesce_ms <= 60_000:
+            raise SensorError(f"the coalescing window must be 0-60000 ms, got {opts.coalesce_ms}")
         members = dict(MEMBERS)
         for module in self.modules:
             members.update(module.members())
@@ -180,11 +190,18 @@ class Sensor:
         source = "\n".join(inline_local_includes(opts.bpf_dir / name) for name in sources)
         flags = [f"-I{opts.bpf_dir}", f"-DRINGBUF_PAGES={opts.ringbuf_pages}", *cflags(self.offsets)]
         flags += cflags(self.name_lookup)
+        uring = uring_constants()
+        flags += cflags(uring)
         for module in modules:
             flags += module.cflags()
         # Written once the tail-call programs are in place: bcc attaches the tracepoints while
         # loading, and until the config is armed they track nothing (no half-finished chain).
-        config = FimConfig(agent_tgid=opts.agent_pid, host_root_mnt_id=host_root_mount_id(), armed=1)
+        config = FimConfig(
+            agent_tgid=opts.agent_pid,
+            host_root_mnt_id=host_root_mount_id(),
+            armed=1,
+            coalesce_ms=opts.coalesce_ms,
+        )
         from bcc import BPF  # imported here: only Debian's python3 has it
 
         try:
@@ -207,12 +224,15 @@ class Sensor:
             events = self._bpf[b"events"]
             self._ring = RingReader(events.map_fd, opts.ringbuf_pages * mmap.PAGESIZE)
             self.filter = KernelFilter(self._bpf, enabled=opts.kernel_filter)
+            self.repeats = RepeatReporter(self._bpf[b"repeat_counts"], opts.coalesce_ms, self._hand_over)
+            attach_uring(self._bpf, uring)  # io_uring name changes make kernel verdicts stale
             for module in self.modules:
                 module.attach(self._bpf)
         except Exception:
             self.stop()
             raise
         log.info("sensor attached: %d tracepoints", self.attached_count())
+        release_compiler_memory()  # the compiler is not needed again until the next start
 
     def stop(self) -> None:
         if self._bpf is not None:
@@ -251,7 +271,13 @@ class Sensor:
             handled += 1
             if handled % REFILL_EVERY == 0:
                 self._refill()
+        if self.repeats is not None:
+            handled += self.repeats.flush()
         return handled
+
+    def flush_repeats(self) -> int:
+        """Report the repeats of every coalescing window now, closed or not (at exit)."""
+        return self.repeats.flush(force=True) if self.repeats is not None else 0
 
     @property
     def backlog(self) -> int:
@@ -277,6 +303,11 @@ class Sensor:
             self.decode_errors += 1
             log.exception("cannot decode a %d-byte event", len(raw))
             return
+        if self.repeats is not None and opened_window(raw):
+            self.repeats.opened(raw, event)
+        self._hand_over(event)
+
+    def _hand_over(self, event: Event) -> None:
         try:
             self._on_event(event)
         except Exception:  # nor may one event stop the rest of its batch
@@ -289,6 +320,23 @@ class Sensor:
             return {}
         table = self._bpf[b"lookup_counters"]
         return {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(LOOKUP_COUNTERS)}
+
+    def verdict_counters(self) -> dict[str, int]:
+        """Kernel-learned verdicts (VC_* in bpf/verdicts.h): events they dropped, verdicts stored."""
+        if self._bpf is None:
+            return {}
+        table = self._bpf[b"verdict_counters"]
+        return {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(VERDICT_COUNTERS)}
+
+    def coalesce_counters(self) -> dict[str, int]:
+        """In-kernel coalescing (CC_* in bpf/coalesce.h) and what user space reported of it."""
+        if self._bpf is None:
+            return {}
+        table = self._bpf[b"coalesce_counters"]
+        out = {name: sum(table[ctypes.c_int(i)]) for i, name in enumerate(COALESCE_COUNTERS)}
+        if self.repeats is not None:
+            out.update({f"reported_{k}": v for k, v in dataclasses.asdict(self.repeats.stats).items()})
+        return out
 
     def discarder_count(self) -> int:
         return self.filter.discarder_count() if self.filter else 0

@@ -75,3 +75,28 @@ def test_report_renders(bench: tuple[Path, BenchPaths]) -> None:
     assert highest_lossless(bursts) == 5000
     assert "5,000/s" in report.burst_summary(bursts, None)
     assert "| 5,000/s |" in report.burst_table(bursts)
+
+
+def test_write_open_and_repeat_loops(bench: tuple[Path, BenchPaths]) -> None:
+    binary, paths = bench
+    loop = workload.run(binary, WorkloadSpec("wopenloop", ops=500), paths)
+    assert (loop.syscalls, loop.errors) == (500, 0)
+    assert paths.openloop_file.exists()
+    repeat = workload.run(binary, WorkloadSpec("repeat", ops=500), paths)
+    assert (repeat.syscalls, repeat.watched_writes, repeat.errors) == (500, 500, 0)
+    assert (paths.watched / "repeat.conf").exists()
+
+
+def test_repeat_counts_are_summed_from_the_records(tmp_path: Path) -> None:
+    from bench.targets import accounted_calls
+
+    jsonl = tmp_path / "records.jsonl"
+    mine = {"fim.rule.ids": ["bench_watched_modified"], "file.name": "repeat.conf"}
+    lines = [
+        {"attributes": mine},
+        {"attributes": {**mine, "fim.repeat.count": 41}},
+        {"attributes": {**mine, "file.name": "other.conf", "x": "repeat.conf"}},
+        {"attributes": {"fim.rule.ids": ["credentials_modified"], "file.name": "repeat.conf"}},
+    ]
+    jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert accounted_calls(jsonl) == (2, 42)
