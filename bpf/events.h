@@ -24,6 +24,8 @@ enum fim_event_type {
     FIM_SETXATTR,
     FIM_REMOVEXATTR,
     FIM_TRUNCATE,
+    FIM_MKNOD,   /* mknod/mknodat: a regular file, fifo, socket or device node was created */
+    FIM_CHATTR,  /* attribute flags changed (ioctl FS_IOC_SETFLAGS / FS_IOC_FSSETXATTR) */
     FIM_TYPE_MAX,
 };
 
@@ -36,6 +38,7 @@ enum fim_syscall {
     SC_CHOWN, SC_FCHOWN, SC_LCHOWN, SC_FCHOWNAT,
     SC_SETXATTR, SC_LSETXATTR, SC_FSETXATTR, SC_REMOVEXATTR, SC_LREMOVEXATTR, SC_FREMOVEXATTR,
     SC_UTIME, SC_UTIMES, SC_UTIMENSAT, SC_FUTIMESAT,
+    SC_MKNOD, SC_MKNODAT, SC_IOCTL,
     SC_MAX,
 };
 /* fim_event.syscall bit: the call was submitted through io_uring (bpf/io_uring.c), the low bits
@@ -100,6 +103,18 @@ struct fim_file {
     __u32 generation; /* i_generation: tells a reused inode number from the file it was */
 };
 
+/* chattr: the ioctl, the flags it asked for and the inode's flags before the call. */
+#define FIM_FS_IOC_SETFLAGS   0x40086602 /* _IOW('f', 2, long): FS_*_FL flags (an int) */
+#define FIM_FS_IOC_FSSETXATTR 0x401c5820 /* _IOW('X', 32, struct fsxattr): FS_XFLAG_* in fsx_xflags */
+#define FIM_ATTR_NEW_READ 0x1 /* new_flags was read from the caller's memory */
+#define FIM_ATTR_OLD_READ 0x2 /* old_flags was read from the inode */
+struct fim_attr_change {
+    __u32 cmd;       /* FIM_FS_IOC_SETFLAGS or FIM_FS_IOC_FSSETXATTR */
+    __u32 new_flags; /* as passed: FS_*_FL (SETFLAGS) or FS_XFLAG_* (FSSETXATTR) */
+    __u32 old_flags; /* the inode's i_flags (S_IMMUTABLE, S_APPEND, ...) at sys_enter */
+    __u32 valid;     /* FIM_ATTR_* */
+};
+
 struct fim_event {
     __u64 ts_boot_ns;  /* CLOCK_BOOTTIME */
     __s64 retval;
@@ -124,6 +139,7 @@ struct fim_event {
     char comm[16];
     struct fim_file file;
     struct fim_file dest; /* rename/link destination; symlink target (FIM_F_RAW) */
+    struct fim_attr_change attr; /* chattr only (zero otherwise) */
     char data[FIM_DATA_MAX]; /* file path, then dest path, then xattr name */
 };
 
@@ -172,6 +188,13 @@ struct fim_discarder {
     __u64 revision;  /* valid while equal to the global revision */
     __u32 mnt_id;    /* ... and only through this mount: a bind mount elsewhere may be watched */
     __u32 generation; /* file entries: the inode's i_generation (an unlinked inode's number is reused) */
+};
+
+/* Approvers on values other than paths (bpf/value_approvers.h), per event type: an event passes
+ * when one holds, whatever its path (a setuid chmod, a security.capability setxattr anywhere). */
+struct fim_value_approver {
+    __u32 mode_any;    /* chmod/mknod: pass when mode & mode_any */
+    __u32 xattr_names; /* 1: pass when the xattr name is in `approver_xattrs` */
 };
 
 /* `filter_state` array indexes */

@@ -1,7 +1,7 @@
 /* File syscalls seen through syscalls:sys_enter_* / sys_exit_* tracepoints.
  *
  * sys_enter stashes the arguments per thread (after the cheapest filters: policy, open flags);
- * sys_exit, where the return value is known, tail-calls a chain shared by all 36 syscalls:
+ * sys_exit, where the return value is known, tail-calls a chain shared by all 39 syscalls:
  *   complete_call  process facts, policy, inode approvers and discarders (before any walk)
  *   lookup_name    a name as passed, looked up in the dentry cache (bpf/name_lookup.h)
  *   walk_path      the dentry walk, WALK_STEPS levels per call, calling itself until done
@@ -11,6 +11,7 @@
 #include "events.h"
 #include "kernel_access.h"
 #include "filters.h"
+#include "value_approvers.h"
 #include "dentry_cache.h"
 #include "path_resolver.h"
 #include "name_lookup.h"
@@ -58,6 +59,10 @@ struct pending {
     u32 io_uring;  /* submitted through io_uring: names are kernel copies, `sub` is the submitter */
     s64 retval;    /* filled at exit */
     struct submitter sub;
+    u32 attr_cmd;  /* chattr: struct fim_attr_change, read at sys_enter */
+    u32 attr_new;
+    u32 attr_old;
+    u32 attr_valid;
 };
 
 BPF_RINGBUF_OUTPUT(events, RINGBUF_PAGES);
@@ -449,6 +454,9 @@ TRACEPOINT_PROBE(syscalls, sys_enter_utimensat)
     return stash(&p);
 }
 
+/* ---- mknod and the attribute-flag ioctls (chattr) ---- */
+#include "attr_syscalls.h"
+
 /* ---- exit side ---- */
 
 static __always_inline int on_exit(void *ctx, long ret)
@@ -648,7 +656,7 @@ int complete_call(void *ctx)
         return 0;
     }
     job->mask = (pol && pol->mode == FIM_POLICY_DENY) ? 1u << type : 0;
-    job->approved = 0;
+    job->approved = job->mask && value_approved(type, job->mask, p->mode, p->xattr);
     job->no_discard = p->name2 != 0;
     job->kernel_names = p->io_uring;
     job->follows = ((1ULL << (p->syscall & 63)) & FIM_FOLLOWS_LAST) ||
@@ -674,6 +682,10 @@ int complete_call(void *ctx)
     ev->new_uid = p->new_uid;
     ev->new_gid = p->new_gid;
     ev->xattr_len = 0;
+    ev->attr.cmd = p->attr_cmd;
+    ev->attr.new_flags = p->attr_new;
+    ev->attr.old_flags = p->attr_old;
+    ev->attr.valid = p->attr_valid;
     bpf_get_current_comm(ev->comm, sizeof(ev->comm));
     if (p->io_uring) { /* the submitter, not the io-wq worker that ran the request */
         ev->pid = p->sub.tgid;
@@ -935,3 +947,6 @@ EXIT_PROBE(utime)
 EXIT_PROBE(utimes)
 EXIT_PROBE(utimensat)
 EXIT_PROBE(futimesat)
+EXIT_PROBE(mknod)
+EXIT_PROBE(mknodat)
+/* sys_exit_ioctl: in attr_syscalls.h (it checks a counter before any lookup) */

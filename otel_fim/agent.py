@@ -58,7 +58,12 @@ def reload_rules(path: DataPath) -> bool:
     except (RuleError, OSError, ValueError) as exc:
         log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
         return False
-    log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(path.config.rules))
+    except Exception:  # a loader bug must not blind the agent either
+        log.exception("rule reload failed unexpectedly, the previous rules stay in force")
+        return False
+    # the built-in policies (the canary's: one rule each) are not the user's
+    n = len(ruleset) - len(path.builtin_rules)
+    log.info("rules reloaded: %d rules from %s", n, ", ".join(path.config.rules))
     return True
 
 
@@ -84,7 +89,14 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
+        "export": export_snapshot(pipeline),
     }
+
+
+def export_snapshot(pipeline: Pipeline) -> dict[str, int]:
+    """Delivery counters of the outputs that have them (the OTLP spool)."""
+    outputs = pipeline.emitter.outputs
+    return {k: v for out in outputs for k, v in getattr(out, "delivery_stats", dict)().items()}
 
 
 def filter_snapshot(sensor: Sensor) -> dict[str, int]:
@@ -113,7 +125,11 @@ def status_line(stats: dict[str, Any]) -> str:
     user = stats["user"]
     kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
-    return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    line = f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    export = stats.get("export")
+    if export:
+        line += " | otlp " + " ".join(f"{k}={export[k]}" for k in ("spooled", "delivered", "dead_letters"))
+    return line
 
 
 def run_agent(config: AgentConfig) -> int:
@@ -150,17 +166,19 @@ def run_agent(config: AgentConfig) -> int:
                 config.duration,
                 config.status_interval,
                 reload=lambda: reload_rules(path),
+                tick=path.tick,
+                status_suffix=path.status_warning,
             )
             drain(sensor)  # what is already in the ring buffer still counts
             path.finish()
-            stats = stats_snapshot(sensor, path.pipeline)
+            stats = {**stats_snapshot(sensor, path.pipeline), **path.extra_stats()}
             path.export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
         path.close()
         if ready_file:
             ready_file.unlink(missing_ok=True)
     if stats is not None:
-        print(status_line(stats), file=sys.stderr)
+        print(status_line(stats) + path.status_warning(), file=sys.stderr)
         if config.stats_file:
             Path(config.stats_file).write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
     return 0
@@ -181,12 +199,16 @@ def poll_until_stopped(
     duration: float | None,
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
+    tick: Callable[[], None] | None = None,
+    status_suffix: Callable[[], str] | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
         sensor.poll(100)
+        if tick is not None:
+            tick()  # scan findings, coverage gaps (otel_fim.wiring.DataPath.tick)
         pipeline.end_batch()
         if stop.reload.is_set():
             stop.reload.clear()
@@ -198,5 +220,6 @@ def poll_until_stopped(
         if deadline is not None and now >= deadline:
             break
         if next_status is not None and now >= next_status:
-            print(status_line(stats_snapshot(sensor, pipeline)), file=sys.stderr, flush=True)
+            suffix = status_suffix() if status_suffix is not None else ""
+            print(status_line(stats_snapshot(sensor, pipeline)) + suffix, file=sys.stderr, flush=True)
             next_status = now + status_interval

@@ -29,6 +29,8 @@ class EventType(enum.StrEnum):
     SETXATTR = "setxattr"
     REMOVEXATTR = "removexattr"
     TRUNCATE = "truncate"
+    MKNOD = "mknod"
+    CHATTR = "chattr"
 
 
 @dataclass(slots=True)
@@ -141,8 +143,31 @@ class TruncateDetails:
     length: int
 
 
+@dataclass(slots=True)
+class MknodDetails:
+    mode: int  # file type and permission bits as passed (S_IFREG, S_IFIFO, S_IFCHR, ...)
+    file_type: str  # "regular", "fifo", "socket", "char", "block" (mode 0 type: regular)
+
+
+@dataclass(slots=True)
+class ChattrDetails:
+    """Attribute flags as FS_*_FL (see otel_fim.constants). None: not readable."""
+
+    request: str  # the ioctl: FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR
+    flags: int | None  # what the call asked for
+    old_flags: int | None  # the inode's flags before the call (the VFS-visible subset)
+
+
 Details = (
-    OpenDetails | ChmodDetails | ChownDetails | DestinationDetails | XattrDetails | TruncateDetails | None
+    OpenDetails
+    | ChmodDetails
+    | ChownDetails
+    | DestinationDetails
+    | XattrDetails
+    | TruncateDetails
+    | MknodDetails
+    | ChattrDetails
+    | None
 )
 
 
@@ -150,6 +175,18 @@ Details = (
 class ContainerInfo:
     id: str
     runtime: str = ""
+
+
+# Event.extra key of a scan finding (otel_fim.scan): a change found by comparing the disk with the
+# baseline, not seen as a syscall. Its value holds the change and when it happened.
+SCAN_NAMESPACE = "fim.scan"
+
+
+def scan_change(event: Event) -> str | None:
+    """`created`, `modified`, `deleted`, `mode_changed`, `owner_changed` for a scan finding; None
+    for a live event."""
+    found = event.extra.get(SCAN_NAMESPACE)
+    return found.get("change") if isinstance(found, dict) else None
 
 
 @dataclass(slots=True)

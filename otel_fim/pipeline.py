@@ -106,6 +106,30 @@ class Emitter:
                 hook(event, matches, record)
             return record
 
+    def write_ahead(self, event: Event, matches: Sequence[Match]) -> None:
+        """Before the plugin stage takes a match: durable outputs (`reserve`) commit it now, since
+        what the stage holds is lost if the agent is killed; `emit` completes it later."""
+        for output in self.outputs:
+            reserve = getattr(output, "reserve", None)
+            if reserve is None:
+                continue
+            try:
+                reserve(event, matches)
+            except Exception:
+                self.counters.output_errors += 1
+                log.exception("output %r failed to spool %s ahead", output, event.file.path)
+
+    def emit_record(self, record: dict[str, Any]) -> None:
+        """A record about the agent itself (coverage gap, scan summary, canary alarm): no event,
+        no rules, no hooks; every output gets it as it gets a detection, with `event` None."""
+        with self._lock:
+            for output in self.outputs:
+                try:
+                    output.emit(None, (), record)  # type: ignore[arg-type]
+                except Exception:
+                    self.counters.output_errors += 1
+                    log.exception("output %r failed for the agent record %s", output, record["event_name"])
+
     def end_batch(self) -> None:
         """After each sensor poll: the outputs write out what they buffered (see Output.end_batch)."""
         with self._lock:
@@ -137,6 +161,7 @@ class Pipeline:
     emitter: builds records and feeds the outputs.
     stage: where matched events go first when plugins are loaded (None: straight to the emitter).
     enrich: adds the process context, only to events that may match (see handle).
+    on_unmatched: called with every event that matched nothing (after the feedback's learn).
     feedback: the kernel filter's side: discarders learnt from unmatched events, and the other
         names (hard links, bind mounts) of a file that rules may be written against.
     """
@@ -149,6 +174,7 @@ class Pipeline:
         stage: Stage | None = None,
         enrich: Callable[[Event], Event] | None = None,
         feedback: KernelFeedback | None = None,
+        on_unmatched: Sequence[Callable[[Event], None]] = (),
     ) -> None:
         self.emitter = emitter
         self.counters = emitter.counters
@@ -157,6 +183,7 @@ class Pipeline:
         self._stage = stage
         self._enrich = enrich
         self._feedback = feedback
+        self._on_unmatched = tuple(on_unmatched)  # e.g. the scan baseline follows excluded writes
 
     def handle(self, event: Event) -> None:
         self.counters.evaluated[event.type] += 1
@@ -192,6 +219,22 @@ class Pipeline:
     def _unmatched(self, event: Event) -> None:
         if self._feedback is not None:
             self._feedback.learn(event)
+        for hook in self._on_unmatched:
+            hook(event)
+
+    def report(self, event: Event) -> bool:
+        """An event that did not come from the kernel (a scan finding, otel_fim.scan): judged by the
+        same rules and emitted the same way, but with no process to enrich and nothing for the
+        kernel filter to learn. True when it was emitted."""
+        self.counters.evaluated[event.type] += 1
+        matches = self.ruleset.evaluate(event) if self.ruleset is not None else []
+        if self.ruleset is not None and not matches:
+            return False
+        if matches:
+            self.counters.matched[event.type] += 1
+            self.counters.rule_matches.update(m.rule_id for m in matches)
+        self._emit(event, matches)
+        return True
 
     def _enriched(self, event: Event) -> Event:
         return self._enrich(event) if self._enrich is not None else event
@@ -223,6 +266,7 @@ class Pipeline:
 
     def _emit(self, event: Event, matches: Sequence[Match]) -> None:
         if self._stage is not None and matches:
+            self.emitter.write_ahead(event, matches)
             self._stage.submit(event, matches)
         else:
             self.emitter.emit(event, matches)

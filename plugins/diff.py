@@ -8,6 +8,7 @@ it is now, attaches the diff, and keeps the new content as the next baseline.
 
 Attributes (`fim.plugin.diff.*`):
   status     modified | unchanged | created (no earlier copy) | deleted | binary | too_large |
+             unavailable (not readable as its writer saw it; `reason` says why) |
              excluded | missing (gone when we looked)
   unified    the unified diff (`--- <path> (baseline)` / `+++ <path>`), at most `max_diff_bytes`
   added, removed   changed line counts
@@ -44,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from otel_fim.event import EventType
-from otel_fim.plugin_api import content_path, hookimpl, is_write, wait_for_writer
+from otel_fim.plugin_api import (
+    ContentUnavailable,
+    content_path,
+    hookimpl,
+    is_write,
+    open_content,
+    wait_for_writer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +123,18 @@ class Baselines:
         except OSError:
             pass
 
+    def name(self, path: str) -> str:
+        return self._file(path).name
+
+    def names(self) -> set[str]:
+        if not self.dir.is_dir():
+            return set()
+        return {f.name for f in self.dir.iterdir() if f.suffix != ".tmp"}
+
+    def drop_names(self, names: set[str]) -> None:
+        for name in names:
+            (self.dir / name).unlink(missing_ok=True)
+
     def clear(self) -> None:
         if self.dir.is_dir():
             for f in self.dir.iterdir():
@@ -144,9 +164,22 @@ def otel_fim_rules_loaded(ruleset):
         return
     started = time.monotonic()
     with _baselines.lock:
-        _baselines.clear()
-        copied = 0
-        for path in watched_files(ruleset, _settings["paths"], _settings["max_files"] * 4):
+        # Copies from an earlier run are kept: a change made while the agent was down is then
+        # diffed against them when the start-up scan reports it (otel_fim.scan), instead of being
+        # silently taken as the new baseline. That includes copies of files deleted meanwhile
+        # (their names are not known here, only hashed), so copies of files no longer watched are
+        # dropped only when room is needed.
+        wanted = {
+            _baselines.name(p): p
+            for p in watched_files(ruleset, _settings["paths"], _settings["max_files"] * 4)
+        }
+        existing = _baselines.names()
+        missing = [p for name, p in wanted.items() if name not in existing]
+        if len(existing) + len(missing) > _settings["max_files"]:
+            _baselines.drop_names(existing - wanted.keys())
+        _baselines.count = len(_baselines.names())
+        kept, copied = len(wanted) - len(missing), 0
+        for path in missing:
             if _baselines.count >= _settings["max_files"]:
                 log.warning(
                     "diff: max_files (%d) reached; later files are not copied", _settings["max_files"]
@@ -156,7 +189,10 @@ def otel_fim_rules_loaded(ruleset):
             if isinstance(content, bytes):
                 _baselines.save(path, content)
                 copied += 1
-    log.info("diff: copied %d watched text files in %.2fs", copied, time.monotonic() - started)
+    log.info(
+        "diff: copied %d watched text files, kept %d from the last run, in %.2fs",
+        copied, kept, time.monotonic() - started,
+    )  # fmt: skip
 
 
 def watched_files(ruleset: Any, extra: list[str], limit: int) -> list[str]:
@@ -204,10 +240,12 @@ def _excluded(path: str) -> bool:
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in _settings["exclude"])
 
 
-def _read_text(path: str) -> bytes | str:
-    """The content if `path` is a small regular text file, else why not (a status)."""
+def _read_text(path: str, event: Any = None) -> bytes | str:
+    """The content if `path` is a small regular text file, else why not (a status). With an event,
+    the file as its writer sees it (its mount namespace and root)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_content(event, path, flags) if event is not None else os.open(path, flags)
     except FileNotFoundError:
         return "missing"
     except OSError:
@@ -236,7 +274,7 @@ def otel_fim_enrich(event, matches):
     if _baselines is None:
         return None
     if event.type is EventType.UNLINK:
-        return _deleted(event.file.path) if event.succeeded else None
+        return _deleted(event.file.path, _key(event, event.file.path)) if event.succeeded else None
     if not is_write(event):
         return None  # chmod, chown, utimes, xattrs: the content did not change
     path = content_path(event)
@@ -245,29 +283,47 @@ def otel_fim_enrich(event, matches):
     if _excluded(path):
         return {"status": "excluded"}
     wait_for_writer(event, path, _settings["settle_seconds"])
+    key, old_key = _key(event, path), _key(event, event.file.path)
     with _baselines.lock:
-        before = _baselines.load(path)
+        before = _baselines.load(key)
+        if _scan_change(event) == "created":
+            before = None  # found by a scan: the copy taken at start-up is already the new file
         if before is None and event.type is EventType.RENAME:
-            before = _baselines.load(event.file.path)  # the content moved here from the old name
+            before = _baselines.load(old_key)  # the content moved here from the old name
         if event.type is EventType.RENAME and event.file.path != path:
-            _baselines.drop(event.file.path)
-        now = _read_text(path)
+            _baselines.drop(old_key)
+        try:
+            now = _read_text(path, event)
+        except ContentUnavailable as exc:
+            return {"status": "unavailable", "reason": exc.reason}
         if isinstance(now, str):
             if now in ("missing", "not_regular", "unreadable"):
-                _baselines.drop(path)
+                _baselines.drop(key)
             return {"status": now}
-        _baselines.save(path, now)
+        _baselines.save(key, now)
     return describe(path, before, now)
 
 
-def _deleted(path: str) -> dict[str, Any] | None:
+def _key(event: Any, path: str) -> str:
+    """Baselines of a container's files are its own: the host's copy of the same path is another
+    file. (Copies taken when rules load are the host's.)"""
+    container = getattr(event, "container", None)
+    return path if container is None else f"container:{container.id}:{path}"
+
+
+def _scan_change(event: Any) -> str | None:
+    found = event.extra.get("fim.scan")  # a scan finding (otel_fim.scan.findings)
+    return found.get("change") if isinstance(found, dict) else None
+
+
+def _deleted(path: str, key: str) -> dict[str, Any] | None:
     if _excluded(path):
         return {"status": "excluded"}
     with _baselines.lock:
-        before = _baselines.load(path)
+        before = _baselines.load(key)
         if before is None:
             return None
-        _baselines.drop(path)
+        _baselines.drop(key)
     return {**describe(path, before, b""), "status": "deleted"}
 
 

@@ -37,6 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from otel_fim.plugin_api import PluginField, content_path, hookimpl, is_write, wait_for_writer
+from otel_fim.provenance import (
+    DEFAULT_MANAGER_EXECUTABLES,
+    VERIFIED,
+    FreshDigests,
+    Provenance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "managers": DEFAULT_MANAGERS,
     "max_bytes": 64 * 1024 * 1024,
     "settle_seconds": 1.0,
+    # provenance (otel_fim.provenance): package managers by executable path, not name
+    "manager_executables": DEFAULT_MANAGER_EXECUTABLES,
+    "verify_max_bytes": 16 * 1024 * 1024,  # hashed on the consumer thread when a rule asks
 }
 _MERGED = ("/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/")
 
@@ -62,11 +71,13 @@ class DpkgIndex:
         self.md5: dict[str, str] = {}
         self.conffiles: dict[str, str] = {}
         self.ready = threading.Event()
+        self.built_ns = 0  # when the last build started (md5sums newer than this are re-read)
         self._status_mtime: int | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
 
     def build(self) -> None:
+        started_ns = time.time_ns()
         info = self.admindir / "info"
         try:
             mtime = (self.admindir / "status").stat().st_mtime_ns
@@ -92,6 +103,7 @@ class DpkgIndex:
         self.md5 = md5
         self.conffiles = _conffiles(self.admindir / "status")
         self._status_mtime = mtime
+        self.built_ns = started_ns
         self.ready.set()
 
     def refresh(self) -> None:
@@ -145,6 +157,7 @@ def _conffiles(status: Path) -> dict[str, str]:
 
 _settings: dict[str, Any] = dict(DEFAULTS)
 _index: DpkgIndex | None = None
+_provenance: Provenance | None = None
 
 
 @hookimpl
@@ -156,6 +169,15 @@ def otel_fim_startup(plugin_config):
     _settings.clear()
     _settings.update(DEFAULTS, **plugin_config)
     _index = DpkgIndex(Path(_settings["admindir"]))
+    index = _index
+    digests = FreshDigests(
+        index.admindir,
+        lambda: index.md5 if index.ready.is_set() else {},
+        lambda: index.built_ns,
+        lambda: index.ready.wait(30),
+    )
+    global _provenance
+    _provenance = Provenance(digests, list(_settings["manager_executables"]), _settings["verify_max_bytes"])
     if not (_index.admindir / "status").exists():
         log.info("package: no dpkg database at %s; nothing to report", _index.admindir)
         _index.ready.set()
@@ -179,12 +201,45 @@ def _owner(event) -> str | None:
     return index.owners.get(key) if key else None
 
 
+def provenance(event) -> str | None:
+    return _provenance.of(event)[0] if _provenance is not None else None
+
+
+def verified(event) -> bool:
+    return provenance(event) in VERIFIED
+
+
 @hookimpl
 def otel_fim_rule_fields():
     return [
         PluginField("package.name", "str", _owner, doc="the Debian package(s) owning the file"),
         PluginField("package.by_manager", "bool", by_package_manager, doc="written by dpkg/apt/..."),
-    ]
+        PluginField(
+            "package.provenance", "str", provenance,
+            doc="verified, mismatch, unpackaged, staging, unverifiable, untrusted_manager; None: no manager",
+        ),
+        PluginField(
+            "package.verified", "bool", verified,
+            doc="a package manager (by executable path) wrote the content its package ships",
+        ),
+    ]  # fmt: skip
+
+
+def _provenance_attributes(event, path: str) -> dict[str, Any]:
+    """The provenance, with the content verdict an open or truncate could not have at rule time
+    (the writer is done by now)."""
+    if _provenance is None:
+        return {}
+    value, manager = _provenance.of(event)
+    if manager is None:
+        return {}
+    out: dict[str, Any] = {"manager": manager.executable, "manager_relation": manager.relation}
+    if value == "unverifiable" and event.type.value in ("open", "truncate") and content_path(event):
+        wait_for_writer(event, path, _settings["settle_seconds"])
+        value = _provenance.verdict(path)
+        out["verdict_after_write"] = True
+    out["provenance"] = value
+    return out
 
 
 @hookimpl
@@ -193,12 +248,16 @@ def otel_fim_enrich(event, matches):
     path = content_path(event) or event.file.path
     if index is None:
         return None
+    if event.container is not None:  # the host's dpkg database does not describe a container's files
+        return {"status": "unavailable", "reason": "files in a container: the host's package database"}
     index.ready.wait(30)
+    provenance_attrs = _provenance_attributes(event, path)
     index.refresh()
     key = index.key(path)
     if key is None:
-        return None
+        return provenance_attrs or None
     out: dict[str, Any] = {
+        **provenance_attrs,
         "name": index.owners[key],
         "by_package_manager": by_package_manager(event),
     }

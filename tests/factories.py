@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 
 from otel_fim.event import (
+    AncestorInfo,
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     ContainerInfo,
@@ -16,11 +18,13 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
     XattrDetails,
 )
+from otel_fim.kernel.decoder import mknod_file_type
 from otel_fim.process.cache import ProcessCache, ProcessRecord
 from otel_fim.rules.match import Match
 
@@ -53,10 +57,14 @@ def make_event(
     timestamp_ns: int = 1,
     container: str | None = None,
     runtime: str = "docker",
+    old_flags: int | None = 0,
+    exe: str | None = None,
+    ancestors: tuple[str, ...] = (),
 ) -> Event:
     """An event of `event_type` on `path`, with the details its type carries (open flags and mode,
     chmod mode, chown ids, a destination, an xattr name, a truncate size). `tid` defaults to `pid`,
-    `euid` to `uid`, `syscall` to the event type's name."""
+    `euid` to `uid`, `syscall` to the event type's name. mknod takes `mode`, chattr `flags` and
+    `old_flags`; `exe` is the executable path and `ancestors` the ancestors' (parent first)."""
     t = EventType(event_type)
     details = None
     if t is EventType.OPEN:
@@ -71,14 +79,22 @@ def make_event(
         details = XattrDetails(xattr)
     elif t is EventType.TRUNCATE:
         details = TruncateDetails(0)
+    elif t is EventType.MKNOD:
+        details = MknodDetails(mode, mknod_file_type(mode))
+    elif t is EventType.CHATTR:
+        details = ChattrDetails("FS_IOC_SETFLAGS", flags, old_flags)
+    process = ProcessInfo(
+        pid, pid if tid is None else tid, ppid, uid, gid, uid if euid is None else euid, comm, executable=exe
+    )
+    process.ancestors = [
+        AncestorInfo(pid - 1 - i, 1, a.rsplit("/", 1)[-1][:15], a) for i, a in enumerate(ancestors)
+    ]
     return Event(
         type=t,
         syscall=syscall or t.value,
         timestamp_ns=timestamp_ns,
         retval=retval,
-        process=ProcessInfo(
-            pid, pid if tid is None else tid, ppid, uid, gid, uid if euid is None else euid, comm
-        ),
+        process=process,
         file=FileInfo(path, inode=inode, dev=dev, mode=file_mode, uid=file_uid, gid=file_uid),
         details=details,
         container=ContainerInfo(container, runtime) if container else None,

@@ -1,7 +1,7 @@
 """The house plan holds: no import cycle among otel_fim's modules, and every import runs down the
-layers README *Architecture* names (commands -> agent -> wiring -> plugin -> config -> pipeline
--> process -> kernel | export -> rules -> the event model). Type-only imports count too: they are
-dependencies a reader has to follow all the same."""
+layers README *Architecture* names (commands -> agent -> wiring -> plugin -> config -> scan |
+canary -> pipeline -> process -> kernel | export | provenance -> rules -> the event model).
+Type-only imports count too: they are dependencies a reader has to follow all the same."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS: list[tuple[str, ...]] = [
     ("otel_fim", "otel_fim.event", "otel_fim.constants", "otel_fim.memo"),
     ("otel_fim.rules",),
-    ("otel_fim.kernel", "otel_fim.export"),
+    ("otel_fim.kernel", "otel_fim.export", "otel_fim.provenance"),
     ("otel_fim.process",),
     ("otel_fim.pipeline",),
+    ("otel_fim.scan", "otel_fim.canary"),  # the baseline and scans; the liveness canary
     ("otel_fim.config",),
     ("otel_fim.plugin",),
     ("otel_fim.plugin_api",),  # the old import path plugin authors use: a re-export of plugin.api

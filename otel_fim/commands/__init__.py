@@ -1,4 +1,4 @@
-"""`otel-fim` command line: `run` (the agent), `rules check|test`, `plugins list`. One module per
+"""`otel-fim` command line: `run` (the agent), `rules check|test`, `plugins list`, `spool`. One module per
 command; each parses its flags and calls the engines, which import nothing from here."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import sys
 from otel_fim.commands.plugins import add_plugins_commands
 from otel_fim.commands.rules import add_rules_commands
 from otel_fim.commands.run import add_run_command
+from otel_fim.commands.spool import add_spool_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub)
     add_rules_commands(sub)
     add_plugins_commands(sub)
+    add_spool_command(sub)
     return parser
 
 

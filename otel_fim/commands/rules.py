@@ -10,7 +10,7 @@ from typing import TextIO
 from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
-from otel_fim.export.record import RecordError, event_from_record, summary
+from otel_fim.export.record import AgentRecord, RecordError, event_from_record, summary
 from otel_fim.kernel import io_uring
 from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.approvers import Approvers, PathSet
@@ -86,6 +86,10 @@ def describe_approvers(a: Approvers) -> list[str]:
         return lines
     lines += _path_lines("", a.file)
     lines += _path_lines("destination ", a.destination)
+    if a.values.mode_any:
+        lines.append(f"or any path when mode has any of {a.values.mode_any:#o}")
+    if a.values.xattr_names:
+        lines.append("or any path when the xattr is " + ", ".join(sorted(a.values.xattr_names)))
     return lines
 
 
@@ -134,6 +138,8 @@ def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 continue
             try:
                 event = event_from_record(json.loads(line))
+            except AgentRecord:
+                continue  # the agent's own records (coverage gaps, scans, canary) are not events
             except (json.JSONDecodeError, RecordError) as e:
                 print(f"{args.events}:{lineno}: skipped: {e}", file=sys.stderr)
                 bad += 1

@@ -106,6 +106,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--otlp-insecure", action="store_true", default=None, help="gRPC without TLS")
     g.add_argument("--metrics-interval", type=float, metavar="SECONDS", help="metric export interval")
     g.add_argument("--no-metrics", action="store_true", default=None, help="do not export metrics")
+    s = parser.add_argument_group("baseline, scans and the liveness canary")
+    s.add_argument("--scan-interval", type=float, metavar="SECONDS", help="periodic scans (default 0: none)")
+    s.add_argument("--no-scan", action="store_true", default=None, help="no baseline, no scans")
+    s.add_argument("--no-canary", action="store_true", default=None, help="no liveness canary")
 
 
 # CLI attribute -> config attribute path. Top-level fields with the same name map themselves.
@@ -115,6 +119,7 @@ _CLI_MAP = {
     "otlp_timeout": "otlp.timeout",
     "otlp_insecure": "otlp.insecure",
     "metrics_interval": "otlp.metrics_interval",
+    "scan_interval": "scan.interval",
 }
 _LIST_FLAGS = {"rules", "outputs", "output"}
 
@@ -125,10 +130,12 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         config,
         otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
         plugins=dataclasses.replace(config.plugins),
+        scan=dataclasses.replace(config.scan),
+        canary=dataclasses.replace(config.canary),
     )
     given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
     for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "source"):
+        if name in given and name not in ("otlp", "plugins", "scan", "canary", "source"):
             value = given[name]
             setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
     if "output" in given:  # argparse's `--output` (append) lands in `output`
@@ -141,6 +148,10 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         merged.otlp.headers = {**merged.otlp.headers, **_parse_headers(given["otlp_header"])}
     if given.get("no_metrics"):
         merged.otlp.metrics = False
+    if given.get("no_scan"):
+        merged.scan.enabled = False
+    if given.get("no_canary"):
+        merged.canary.enabled = False
     return merged
 
 

@@ -35,6 +35,13 @@ CHOWN_UID = "fim.chown.uid"
 CHOWN_GID = "fim.chown.gid"
 XATTR_NAME = "fim.xattr.name"
 TRUNCATE_LENGTH = "fim.truncate.length"
+MKNOD_MODE = "fim.mknod.mode"
+MKNOD_FILE_TYPE = "fim.mknod.file_type"  # regular, fifo, socket, char, block
+CHATTR_REQUEST = "fim.chattr.request"  # FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR
+CHATTR_FLAGS = "fim.chattr.flags"  # requested, FS_*_FL
+CHATTR_FLAGS_TEXT = "fim.chattr.flags_text"  # lsattr letters
+CHATTR_OLD_FLAGS = "fim.chattr.old_flags"  # the inode's before the call (VFS subset)
+CHATTR_OLD_FLAGS_TEXT = "fim.chattr.old_flags_text"
 
 # -- who did it ------------------------------------------------------------------------------------
 PROCESS_PID = "process.pid"
@@ -66,6 +73,8 @@ CONTAINER_RUNTIME = "container.runtime.name"
 RULE_NAME = "security_rule.name"
 RULE_IDS = "fim.rule.ids"
 RULE_SEVERITY = "fim.rule.severity"
+RULE_TECHNIQUES = "fim.rule.techniques"  # each matching rule's `mitre` tag, same order as RULE_IDS
+RULE_REFERENCE = "security_rule.reference"
 RULE_DESCRIPTION = "security_rule.description"
 RULESET_NAME = "security_rule.ruleset.name"
 RULE_CATEGORY = "security_rule.category"

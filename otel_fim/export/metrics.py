@@ -64,6 +64,7 @@ class FimMetrics:
         self.discarders = discarders
         self._spool_depth: Gauge | None = None
         self._spool_bytes: Gauge | None = None
+        self._dead_letters: Gauge | None = None
         self._failed_callbacks: set[str] = set()
         self._lock = threading.Lock()
         meter = meter_provider.get_meter("otel_fim", otel_fim.__version__)
@@ -112,7 +113,20 @@ class FimMetrics:
             "otel_fim.spool.dropped",
             unit="{record}",
             description="Log records given up before delivery, by severity_text and reason "
-            "(spool_full, spool_error, corrupt).",
+            "(spool_full, spool_error, corrupt, dead_letter_full).",
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.spool.dead_letters",
+            callbacks=[self._gauge_callback("spool.dead_letters", lambda: self._dead_letters)],
+            unit="{record}",
+            description="Log records the receiver refused for good, kept in the spool's dead-letter table.",
+        )
+        self._rejected = meter.create_counter(
+            "otel_fim.export.rejected",
+            unit="{record}",
+            description="Log records the receiver refused for good (poison records), by fim.reason "
+            "(rejected: the request was refused; partial_success: the receiver said it dropped them), "
+            "moved to the dead-letter table.",
         )
         self._failures = meter.create_counter(
             "otel_fim.export.failures",
@@ -124,6 +138,22 @@ class FimMetrics:
             unit="{error}",
             description="Exceptions raised by plugin hooks, by plugin (fim.plugin.name) and hook "
             "(fim.plugin.hook); the agent logs each and carries on.",
+        )
+        # The liveness canary (otel_fim.canary): set by whoever runs it.
+        self.canary_latency: Callable[[], float | None] | None = None
+        self.coverage: Gauge | None = None
+        meter.create_observable_gauge(
+            "otel_fim.canary.latency",
+            callbacks=[self._gauge_callback("canary.latency", lambda: self.canary_latency)],
+            unit="s",
+            description="The last liveness canary: its file change's time from the write to the outputs.",
+        )
+        meter.create_observable_gauge(
+            "otel_fim.coverage",
+            callbacks=[self._gauge_callback("coverage", lambda: self.coverage)],
+            unit="1",
+            description="1 while the last liveness canary reached the outputs (and OTLP delivered) in "
+            "time, 0 after one did not: file changes may be going unreported.",
         )
         self._plugin_overflow = meter.create_counter(
             "otel_fim.plugin.queue.overflow",
@@ -191,8 +221,12 @@ class FimMetrics:
     def record_plugin_overflow(self, count: int = 1) -> None:
         self._plugin_overflow.add(count)
 
-    def watch_spool(self, depth: Gauge, size_bytes: Gauge) -> None:
+    def record_rejected(self, count: int, *, reason: str) -> None:
+        self._rejected.add(count, {"fim.reason": reason})
+
+    def watch_spool(self, depth: Gauge, size_bytes: Gauge, dead_letters: Gauge | None = None) -> None:
         self._spool_depth, self._spool_bytes = depth, size_bytes
+        self._dead_letters = dead_letters
 
     def force_flush(self, timeout: float = 10.0) -> bool:
         return self.meter_provider.force_flush(int(timeout * 1000))
@@ -216,13 +250,14 @@ class FimMetrics:
             for (stage, event_type), value in counts.items()
         ]
 
-    def _gauge_callback(self, name: str, source: Callable[[], Gauge | None]):
+    def _gauge_callback(self, name: str, source: Callable[[], Callable[[], float | None] | None]):
         def callback(options: CallbackOptions) -> Iterable[Observation]:
             gauge = source()
             if gauge is None:
                 return []
             try:
-                return [Observation(gauge())]
+                value = gauge()
+                return [] if value is None else [Observation(value)]
             except Exception:
                 self._callback_failed(name)
                 return []

@@ -11,14 +11,17 @@ import errno
 import functools
 import re
 import shlex
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from otel_fim.constants import open_flags_text
+from otel_fim.constants import attr_flags_text, open_flags_text
 from otel_fim.event import (
+    SCAN_NAMESPACE,
     AncestorInfo,
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     ContainerInfo,
@@ -27,6 +30,7 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
@@ -144,7 +148,22 @@ def _details_attributes(event: Event) -> dict[str, Any]:
         return {A.XATTR_NAME: escape_name(d.name)}
     if isinstance(d, TruncateDetails):
         return {A.TRUNCATE_LENGTH: d.length}
+    if isinstance(d, MknodDetails):
+        return {A.MKNOD_MODE: _mode_text(d.mode), A.MKNOD_FILE_TYPE: d.file_type}
+    if isinstance(d, ChattrDetails):
+        return _chattr_attributes(d)
     return {}
+
+
+def _chattr_attributes(d: ChattrDetails) -> dict[str, Any]:
+    attrs: dict[str, Any] = {A.CHATTR_REQUEST: d.request}
+    if d.flags is not None:
+        attrs[A.CHATTR_FLAGS] = d.flags
+        attrs[A.CHATTR_FLAGS_TEXT] = attr_flags_text(d.flags)
+    if d.old_flags is not None:
+        attrs[A.CHATTR_OLD_FLAGS] = d.old_flags
+        attrs[A.CHATTR_OLD_FLAGS_TEXT] = attr_flags_text(d.old_flags)
+    return attrs
 
 
 def _escaped(event: Event) -> bool:
@@ -164,6 +183,13 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
         attrs[A.FILE_DEVICE] = event.file.dev
     if event.file.mount_id:
         attrs[A.FILE_MOUNT_ID] = event.file.mount_id
+    if SCAN_NAMESPACE in event.extra:  # a scan finding (otel_fim.scan): no process is known
+        attrs.update({A.EVENT_TYPE: event.type.value, A.SYSCALL: event.syscall, A.RETVAL: event.retval})
+        attrs.update(_details_attributes(event))
+        if matches:
+            _add_shared(attrs, _matched(matches).attributes)
+        _add_extra(attrs, event)
+        return attrs
     attrs.update(
         {
             A.PROCESS_PID: p.pid,
@@ -193,10 +219,14 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     attrs.update(_details_attributes(event))
     if matches:
         _add_shared(attrs, _matched(matches).attributes)
+    _add_extra(attrs, event)
+    return attrs
+
+
+def _add_extra(attrs: dict[str, Any], event: Event) -> None:
     for namespace, values in event.extra.items():
         if isinstance(values, dict):
             attrs.update({f"{namespace}.{k}": v for k, v in values.items()})
-    return attrs
 
 
 def _add_shared(attrs: dict[str, Any], shared: dict[str, Any]) -> None:
@@ -258,9 +288,7 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
         # Parallel arrays, parent first: an ancestor's pid, name and executable share an index.
         attrs[A.ANCESTORS_PID] = [a.pid for a in p.ancestors]
         attrs[A.ANCESTORS_NAME] = [escape_name(a.comm) for a in p.ancestors]
-        attrs[A.ANCESTORS_EXECUTABLE_PATH] = [
-            escape_name(a.executable or "") for a in p.ancestors
-        ]
+        attrs[A.ANCESTORS_EXECUTABLE_PATH] = [escape_name(a.executable or "") for a in p.ancestors]
         parent = p.ancestors[0]
         if parent.executable is not None:
             attrs[A.PARENT_EXECUTABLE_PATH] = escape_name(parent.executable)
@@ -307,7 +335,11 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         A.RULE_NAME: first.rule_id,
         A.RULE_IDS: [m.rule_id for m in matches],
         A.RULE_SEVERITY: first.severity,
+        # every matching rule's ATT&CK technique, same order as fim.rule.ids ("" when untagged)
+        A.RULE_TECHNIQUES: [m.tags.get("mitre", "") for m in matches],
     }
+    if first.reference:
+        attrs[A.RULE_REFERENCE] = first.reference
     if first.description:
         attrs[A.RULE_DESCRIPTION] = first.description
     if first.ruleset:
@@ -321,6 +353,10 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
 
 def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     """One human line: what happened to which file, by whom, and which rules fired."""
+    finding = event.extra.get(SCAN_NAMESPACE)
+    if isinstance(finding, dict):
+        line = _finding_summary(event, finding)
+        return line + _matched(matches).rules if matches else line
     p = event.process
     what = f"{event.type.value} {_escaped_parts(event.file)[0]}"
     d = event.details
@@ -334,11 +370,39 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
         what += f" owner={d.uid}:{d.gid}"
     elif isinstance(d, XattrDetails):
         what += f" xattr={escape_name(d.name)}"
+    elif isinstance(d, MknodDetails):
+        what += f" {d.file_type} mode={_mode_text(d.mode)}"
+    elif isinstance(d, ChattrDetails):
+        old = "?" if d.old_flags is None else attr_flags_text(d.old_flags)
+        new = "?" if d.flags is None else attr_flags_text(d.flags)
+        what += f" flags={old}->{new}"
     result = "ok" if event.succeeded else f"failed errno={-event.retval}"
     if event.retval == -errno.EINPROGRESS and event.syscall.startswith("io_uring:"):
         result = "submitted, outcome not observed"  # IOSQE_CQE_SKIP_SUCCESS: see bpf/io_uring.c
     line = f"{what} by {escape_name(p.comm)}[{p.pid}] uid={p.euid} ({event.syscall}: {result})"
     return line + _matched(matches).rules if matches else line
+
+
+def _finding_summary(event: Event, finding: dict[str, Any]) -> str:
+    """A scan finding: what changed, and the window it happened in (no process is known)."""
+    since = finding.get("window.start", "an unknown time")
+    return (
+        f"{finding.get('change')} {_escaped_parts(event.file)[0]} (found by a {finding.get('reason')} "
+        f"scan: changed between {since} and {finding.get('window.end')}, no process known)"
+    )
+
+
+def agent_record(name: str, severity: str, body: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """A record about the agent itself (coverage gap, scan summary, canary alarm), not a file
+    event: shaped like every other record, without `fim.event.type`, `file.*` or `process.*`."""
+    return {
+        "timestamp": time.time_ns(),
+        "event_name": name,
+        "severity_number": SEVERITY_NUMBER[severity],
+        "severity_text": SEVERITY_TEXT[severity],
+        "body": body,
+        "attributes": attributes,
+    }
 
 
 def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
@@ -364,6 +428,10 @@ _SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
 
 class RecordError(ValueError):
     pass
+
+
+class AgentRecord(RecordError):
+    """A record about the agent itself (coverage gap, scan summary, canary): no event to replay."""
 
 
 def unescape_name(text: str) -> str:
@@ -407,9 +475,7 @@ def _file(attrs: Mapping[str, Any], prefix: str) -> FileInfo:
 
 def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
     if event_type is EventType.OPEN:
-        return OpenDetails(
-            _int(attrs.get(A.OPEN_FLAGS), 0) or 0, _int(attrs.get(A.OPEN_MODE), 0, 8) or 0
-        )
+        return OpenDetails(_int(attrs.get(A.OPEN_FLAGS), 0) or 0, _int(attrs.get(A.OPEN_MODE), 0, 8) or 0)
     if event_type is EventType.CHMOD:
         return ChmodDetails(_int(attrs.get(A.CHMOD_MODE), 0, 8) or 0)
     if event_type is EventType.CHOWN:
@@ -426,7 +492,21 @@ def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
         return XattrDetails(unescape_name(str(attrs.get(A.XATTR_NAME, ""))))
     if event_type is EventType.TRUNCATE:
         return TruncateDetails(_int(attrs.get(A.TRUNCATE_LENGTH), 0) or 0)
+    if event_type is EventType.MKNOD:
+        kind = str(attrs.get(A.MKNOD_FILE_TYPE, "regular"))
+        type_bits = {v: k for k, v in _MKNOD_TYPE_BITS.items()}.get(kind, 0)
+        return MknodDetails(type_bits | (_int(attrs.get(A.MKNOD_MODE), 0, 8) or 0), kind)
+    if event_type is EventType.CHATTR:
+        return ChattrDetails(
+            str(attrs.get(A.CHATTR_REQUEST, "")),
+            _int(attrs.get(A.CHATTR_FLAGS)),
+            _int(attrs.get(A.CHATTR_OLD_FLAGS)),
+        )
     return None
+
+
+_MKNOD_TYPE_BITS = {0o100000: "regular", 0o010000: "fifo", 0o140000: "socket", 0o020000: "char",
+                    0o060000: "block"}  # fmt: skip
 
 
 def event_from_record(record: Mapping[str, Any]) -> Event:
@@ -437,6 +517,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
     try:
         event_type = EventType(attrs[A.EVENT_TYPE])
     except KeyError:
+        name = record.get("event_name")
+        if isinstance(name, str) and not name.startswith("otel_fim.file."):  # gap, scan summary, canary
+            raise AgentRecord(f"{name} is a record about the agent, not a file event") from None
         raise RecordError("no 'fim.event.type' attribute") from None
     except ValueError:
         raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
@@ -452,10 +535,14 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         comm=unescape_name(str(attrs.get(A.PROCESS_EXECUTABLE_NAME, ""))),
         cgroup_id=_int(attrs.get(A.PROCESS_CGROUP_ID), 0) or 0,
     )
+    prefix = SCAN_NAMESPACE + "."
+    finding = {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
+    if "change" in finding:  # a scan finding: no process was known
+        process.uid = process.gid = process.euid = -1
     container = None
     if A.CONTAINER_ID in attrs:
         container = ContainerInfo(str(attrs[A.CONTAINER_ID]), str(attrs.get(A.CONTAINER_RUNTIME, "")))
-    return Event(
+    event = Event(
         type=event_type,
         syscall=str(attrs.get(A.SYSCALL, event_type.value)),
         timestamp_ns=_int(record.get("timestamp"), 0) or 0,
@@ -465,3 +552,6 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         details=_details(event_type, attrs),
         container=container,
     )
+    if "change" in finding:
+        event.extra[SCAN_NAMESPACE] = finding
+    return event

@@ -8,8 +8,9 @@ import posixpath
 import time
 from collections import namedtuple
 
-from otel_fim.constants import OPEN_FLAGS
+from otel_fim.constants import IOCTL_NAMES, MODE_BITS, OPEN_FLAGS, inode_flags, requested_flags
 from otel_fim.event import (
+    ChattrDetails,
     ChmodDetails,
     ChownDetails,
     DestinationDetails,
@@ -17,12 +18,15 @@ from otel_fim.event import (
     Event,
     EventType,
     FileInfo,
+    MknodDetails,
     OpenDetails,
     ProcessInfo,
     TruncateDetails,
     XattrDetails,
 )
 from otel_fim.kernel.layout import (
+    ATTR_NEW_READ,
+    ATTR_OLD_READ,
     DATA_OFFSET,
     EVENT_TYPES,
     F_HAS_INODE,
@@ -182,6 +186,14 @@ class Decoder:
             return XattrDetails(name=_decode_name(data[start : start + h.xattr_len]))
         if etype is EventType.TRUNCATE:
             return TruncateDetails(length=h.length)
+        if etype is EventType.MKNOD:
+            return MknodDetails(mode=h.mode, file_type=mknod_file_type(h.mode))
+        if etype is EventType.CHATTR:
+            return ChattrDetails(
+                request=IOCTL_NAMES.get(h.attr_cmd, f"{h.attr_cmd:#x}"),
+                flags=requested_flags(h.attr_cmd, h.attr_new_flags) if h.attr_valid & ATTR_NEW_READ else None,
+                old_flags=inode_flags(h.attr_old_flags) if h.attr_valid & ATTR_OLD_READ else None,
+            )
         return None
 
     def _maybe_refresh_clock(self) -> None:
@@ -197,6 +209,20 @@ _O_CREAT, _O_TMPFILE = OPEN_FLAGS["O_CREAT"], OPEN_FLAGS["O_TMPFILE"]
 
 def _creates(flags: int) -> bool:
     return bool(flags & _O_CREAT) or flags & _O_TMPFILE == _O_TMPFILE
+
+
+_MKNOD_TYPES = {
+    0: "regular",  # mknod with no type bits creates a regular file
+    MODE_BITS["S_IFREG"]: "regular",
+    MODE_BITS["S_IFIFO"]: "fifo",
+    MODE_BITS["S_IFSOCK"]: "socket",
+    MODE_BITS["S_IFCHR"]: "char",
+    MODE_BITS["S_IFBLK"]: "block",
+}
+
+
+def mknod_file_type(mode: int) -> str:
+    return _MKNOD_TYPES.get(mode & MODE_BITS["S_IFMT"], "unknown")
 
 
 def _id(value: int) -> int:

@@ -32,6 +32,7 @@ from otel_fim.kernel.layout import (
     FimInodeKey,
     FimPolicy,
     FimPrefixKey,
+    FimValueApprover,
     type_bit,
 )
 from otel_fim.kernel.linked_files import scan_linked
@@ -92,6 +93,8 @@ class TypePlan:
     trees: frozenset[str] = frozenset()  # those of `dirs` watched with everything below them
     flags_any: int | None = None
     allow_rdonly: bool = False
+    mode_any: int = 0  # value approvers (bpf/value_approvers.h)
+    xattr_names: frozenset[str] = frozenset()
 
 
 def plan_for(ruleset: RuleSetLike | None, etype: EventType, enabled: bool) -> TypePlan:
@@ -115,6 +118,8 @@ def plan_for(ruleset: RuleSetLike | None, etype: EventType, enabled: bool) -> Ty
         files=frozenset(sides.paths),
         dirs=frozenset(dirs),
         trees=frozenset(sides.ancestor_dirs),
+        mode_any=a.values.mode_any,
+        xattr_names=a.values.xattr_names,
         **gate,
     )
 
@@ -127,6 +132,8 @@ class KernelFilter:
         self._prefixes = bpf[b"approver_prefixes"]
         self._inodes = bpf[b"approver_inodes"]
         self._discarders = bpf[b"discarders"]
+        self._value_approvers = bpf[b"value_approvers"]
+        self._xattrs = bpf[b"approver_xattrs"]
         self._state = bpf[b"filter_state"]
         self.ruleset: RuleSetLike | None = None
         self.watched_files: dict[tuple[int, int], str] = {}  # (st_dev, inode) -> watched path
@@ -147,7 +154,7 @@ class KernelFilter:
         for index in range(len(EVENT_TYPES)):
             self._policies[ctypes.c_int(index)] = FimPolicy(mode=POLICY_ACCEPT)
         self.bump_revision()
-        for table in (self._basenames, self._prefixes, self._discarders):
+        for table in (self._basenames, self._prefixes, self._discarders, self._xattrs):
             table.clear()
         self._recent.clear()
         basenames: dict[bytes, int] = {}
@@ -162,6 +169,7 @@ class KernelFilter:
                 prefixes[key] = prefixes.get(key, 0) | bit
         for name_key, mask in basenames.items():
             self._basenames[FimBasenameKey(name_key)] = ctypes.c_uint32(mask)
+        self._apply_values()
         for prefix_key, mask in prefixes.items():
             self._prefixes[FimPrefixKey(len(prefix_key) * 8, prefix_key)] = ctypes.c_uint32(mask)
         self.refresh_inodes()
@@ -174,6 +182,21 @@ class KernelFilter:
                 allow_rdonly=int(plan.allow_rdonly),
             )
         self.stats.reloads += 1
+
+    def _apply_values(self) -> None:
+        """Value approvers (setuid chmod, security.capability setxattr): checked before the walk.
+        An xattr name is keyed on its first BASENAME_KEY - 1 bytes, as the kernel reads it."""
+        xattrs: dict[bytes, int] = {}
+        for index, etype in enumerate(EVENT_TYPES):
+            plan = self.plans[etype]
+            for name in plan.xattr_names:
+                key = os.fsencode(name)[: BASENAME_KEY - 1]
+                xattrs[key] = xattrs.get(key, 0) | type_bit(etype)
+            self._value_approvers[ctypes.c_int(index)] = FimValueApprover(
+                mode_any=plan.mode_any, xattr_names=int(bool(plan.xattr_names))
+            )
+        for xattr_key, mask in xattrs.items():
+            self._xattrs[FimBasenameKey(xattr_key)] = ctypes.c_uint32(mask)
 
     def refresh_inodes(self) -> None:
         """Watched files and directories by inode: a hard link to a watched file, or a bind mount of
@@ -294,4 +317,6 @@ class KernelFilter:
                 f"{etype.value}: {mode} ({plan.reason}); basenames={len(plan.basenames)} "
                 f"prefixes={len(plan.prefixes)} inodes={len(plan.files) + len(plan.dirs)}"
                 + (f" open_flags_any={plan.flags_any:#o}" if plan.flags_any is not None else "")
+                + (f" mode_any={plan.mode_any:#o}" if plan.mode_any else "")
+                + (f" xattrs={len(plan.xattr_names)}" if plan.xattr_names else "")
             )

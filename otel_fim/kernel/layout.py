@@ -38,6 +38,8 @@ EVENT_TYPES: tuple[EventType, ...] = (
     EventType.SETXATTR,
     EventType.REMOVEXATTR,
     EventType.TRUNCATE,
+    EventType.MKNOD,
+    EventType.CHATTR,
 )
 
 # enum fim_syscall order
@@ -49,6 +51,7 @@ SYSCALLS: tuple[str, ...] = (
     "chown", "fchown", "lchown", "fchownat",
     "setxattr", "lsetxattr", "fsetxattr", "removexattr", "lremovexattr", "fremovexattr",
     "utime", "utimes", "utimensat", "futimesat",
+    "mknod", "mknodat", "ioctl",
 )  # fmt: skip
 
 # Syscalls that act on a symlink's target when the name's last component is one (FIM_FOLLOWS_LAST).
@@ -102,6 +105,20 @@ class FimFile(ctypes.Structure):
     ]
 
 
+# struct fim_attr_change.valid
+ATTR_NEW_READ = 0x1
+ATTR_OLD_READ = 0x2
+
+
+class FimAttrChange(ctypes.Structure):
+    _fields_ = [
+        ("cmd", ctypes.c_uint32),
+        ("new_flags", ctypes.c_uint32),
+        ("old_flags", ctypes.c_uint32),
+        ("valid", ctypes.c_uint32),
+    ]
+
+
 class FimEventHeader(ctypes.Structure):
     """struct fim_event without its `data` tail (read separately with string_at: a c_char array
     would stop at the first NUL)."""
@@ -129,6 +146,7 @@ class FimEventHeader(ctypes.Structure):
         ("comm", ctypes.c_char * 16),
         ("file", FimFile),
         ("dest", FimFile),
+        ("attr", FimAttrChange),
     ]
 
 
@@ -229,6 +247,10 @@ class FimPolicy(ctypes.Structure):
     ]
 
 
+class FimValueApprover(ctypes.Structure):
+    _fields_ = [("mode_any", ctypes.c_uint32), ("xattr_names", ctypes.c_uint32)]
+
+
 class FimBasenameKey(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char * BASENAME_KEY)]
 
@@ -264,8 +286,10 @@ def type_bit(etype: EventType) -> int:
 # struct <name> of events.h -> its whole mirror
 STRUCTS: dict[str, type[ctypes.Structure]] = {
     "fim_file": FimFile,
+    "fim_attr_change": FimAttrChange,
     "fim_event": FimEvent,
     "fim_policy": FimPolicy,
+    "fim_value_approver": FimValueApprover,
     "fim_basename_key": FimBasenameKey,
     "fim_prefix_key": FimPrefixKey,
     "fim_inode_key": FimInodeKey,
@@ -334,6 +358,10 @@ CONSTANTS: dict[str, int] = {
     "FIM_CG_NAME_MAX": FIM_CG_NAME_MAX,
     "FIM_PF_ARGS_TRUNCATED": PF_ARGS_TRUNCATED,
     "FIM_PF_NO_MM": PF_NO_MM,
+    "FIM_FS_IOC_SETFLAGS": 0x40086602,
+    "FIM_FS_IOC_FSSETXATTR": 0x401C5820,
+    "FIM_ATTR_NEW_READ": ATTR_NEW_READ,
+    "FIM_ATTR_OLD_READ": ATTR_OLD_READ,
 }
 
 
@@ -359,6 +387,8 @@ MAPS: tuple[MapMirror, ...] = (
     MapMirror("approver_basenames", "file_syscalls.c", FimBasenameKey, _u32),
     MapMirror("approver_prefixes", "file_syscalls.c", FimPrefixKey, _u32),
     MapMirror("approver_inodes", "file_syscalls.c", FimInodeKey, FimInodeApprover),
+    MapMirror("value_approvers", "file_syscalls.c", _u32, FimValueApprover, len(EVENT_TYPES)),
+    MapMirror("approver_xattrs", "file_syscalls.c", FimBasenameKey, _u32),
     MapMirror("discarders", "file_syscalls.c", FimInodeKey, FimDiscarder),
     MapMirror("filter_state", "file_syscalls.c", _u32, _u64),
     MapMirror("lookup_counters", "file_syscalls.c", _u32, _u64, len(LOOKUP_COUNTERS)),

@@ -36,6 +36,7 @@ MEMBERS: dict[str, tuple[str, str]] = {
     "OFF_INODE_I_SB": ("inode", "i_sb"),
     "OFF_INODE_I_NLINK": ("inode", "i_nlink"),
     "OFF_INODE_I_GENERATION": ("inode", "i_generation"),
+    "OFF_INODE_I_FLAGS": ("inode", "i_flags"),
     "OFF_SUPER_BLOCK_S_DEV": ("super_block", "s_dev"),
     "OFF_VFSMOUNT_MNT_ROOT": ("vfsmount", "mnt_root"),
     "OFF_MOUNT_MNT": ("mount", "mnt"),

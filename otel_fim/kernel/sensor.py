@@ -197,9 +197,7 @@ class Sensor:
         mismatches = map_mismatches(self._bpf, sources)
         if mismatches:
             self.stop()
-            raise SensorError(
-                "bpf/events.h and otel_fim/kernel/layout.py disagree: " + "; ".join(mismatches)
-            )
+            raise SensorError("bpf/events.h and otel_fim/kernel/layout.py disagree: " + "; ".join(mismatches))
         try:
             tail_calls = self._bpf[b"tail_calls"]
             for index, name in enumerate(TAIL_PROGRAMS):

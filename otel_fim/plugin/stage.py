@@ -60,6 +60,7 @@ class PluginHooks(Protocol):
 
     def shutdown(self) -> None: ...
 
+
 _STOP = object()
 
 

@@ -14,6 +14,11 @@ pushed to negation normal form:
 Per event type, the rules' approvers are united; a rule with no path approver turns the path part
 into accept-all (with the reason), and the flag gate exists only if every open rule has one.
 
+Value approvers: a rule that matches anywhere but only for some values - a chmod setting S_ISUID,
+a setxattr of `security.capability` - yields a `ValueSet` instead of paths (the mode bits of
+`chmod/mknod.file.destination.mode & M != 0`, the names of `setxattr.file.destination.name ==`). A
+rule's constraint is "its paths or its values"; the kernel checks values before the path walk.
+
 rename/link/symlink: a rule on `<type>.file.destination.path` approves through the destination, kept
 apart in `Approvers.destination`; an event passes if its file carries a file approver *or* its
 destination carries a destination approver (`fim.write` on rename/link yields both).
@@ -111,6 +116,32 @@ class PathFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueSet:
+    """Approvers on values other than paths: the event passes if it carries any one of them."""
+
+    xattr_names: frozenset[str] = frozenset()
+    mode_any: int = 0  # chmod/mknod: mode & mode_any != 0
+
+    def union(self, other: ValueSet) -> ValueSet:
+        return ValueSet(self.xattr_names | other.xattr_names, self.mode_any | other.mode_any)
+
+    def __bool__(self) -> bool:
+        return bool(self.xattr_names or self.mode_any)
+
+    def rank(self) -> int:
+        """Like PathSet ranks: setuid/setgid/sticky bits and xattr names are rare (as selective as
+        an exact path); permission bits (`mode & 0111`) are common, worse than any directory."""
+        return 0 if self.mode_any & ~0o7000 == 0 else len(_RANK)
+
+    def matches(self, event: Event) -> bool:
+        d = event.details
+        mode = getattr(d, "mode", None)
+        if self.mode_any and isinstance(mode, int) and mode & self.mode_any:
+            return True
+        return event.type is EventType.SETXATTR and getattr(d, "name", None) in self.xattr_names
+
+
+@dataclass(frozen=True, slots=True)
 class FlagGate:
     """An open passes if `flags & any != 0`, or if `rdonly` and it is a read-only open."""
 
@@ -134,18 +165,27 @@ class Filter:
     paths: PathFilter | None
     gate: FlagGate | None
     why: str = ""
+    values: ValueSet = ValueSet()  # alternatives to `paths` (meaningful when paths is not None)
+
+    def score(self) -> tuple[int, int]:
+        """Lower filters better. Values cost no path walk and are as selective as exact paths."""
+        assert self.paths is not None
+        rank, size = self.paths.score()
+        if self.values:
+            return max(rank, self.values.rank()), size + 1
+        return rank, size
 
 
 UNCONSTRAINED = Filter(None, None, "no condition on the file's path or name")
 NOTHING = Filter(PathFilter(), FlagGate(0))  # an unsatisfiable condition: nothing needs to pass
 
 
-def _better_paths(a: Filter, b: Filter) -> tuple[PathFilter | None, str]:
+def _better_paths(a: Filter, b: Filter) -> tuple[PathFilter | None, str, ValueSet]:
     if a.paths is None:
-        return b.paths, b.why if b.paths is None else ""
-    if b.paths is None or a.paths.score() <= b.paths.score():
-        return a.paths, ""
-    return b.paths, ""
+        return b.paths, b.why if b.paths is None else "", b.values
+    if b.paths is None or a.score() <= b.score():
+        return a.paths, "", a.values
+    return b.paths, "", b.values
 
 
 def _better_gate(a: FlagGate | None, b: FlagGate | None) -> FlagGate | None:
@@ -155,15 +195,16 @@ def _better_gate(a: FlagGate | None, b: FlagGate | None) -> FlagGate | None:
 
 
 def conjunction(a: Filter, b: Filter) -> Filter:
-    paths, why = _better_paths(a, b)
-    return Filter(paths, _better_gate(a.gate, b.gate), why)
+    paths, why, values = _better_paths(a, b)
+    return Filter(paths, _better_gate(a.gate, b.gate), why, values)
 
 
 def disjunction(a: Filter, b: Filter) -> Filter:
     paths = a.paths.union(b.paths) if a.paths is not None and b.paths is not None else None
     gate = a.gate.union(b.gate) if a.gate is not None and b.gate is not None else None
     why = a.why if a.paths is None else b.why if b.paths is None else ""
-    return Filter(paths, gate, why)
+    values = a.values.union(b.values) if paths is not None else ValueSet()
+    return Filter(paths, gate, why, values)
 
 
 # --- leaves -------------------------------------------------------------------------------------
@@ -216,16 +257,42 @@ def _name_leaf(op: str, right: object, name: str) -> PathSet | str:
     return PathSet(basenames=frozenset(names))
 
 
-def _flag_mask(left: object) -> int | None:
-    """The mask M of `open.flags & M` (-1 for bare `open.flags`), or None if not a flags operand."""
-    if isinstance(left, FieldRef) and left.field.key == "open.flags":
+_MODE_KEYS = ("chmod.mode", "mknod.mode")
+
+
+def _flag_mask(left: object, keys: tuple[str, ...] = ("open.flags",)) -> int | None:
+    """The mask M of `open.flags & M` (-1 for bare `open.flags`), or None if not a flags operand.
+    With `keys`, the same for other bit fields (modes)."""
+    if isinstance(left, FieldRef) and left.field.key in keys:
         return -1
     if isinstance(left, BitExpr) and left.op == "&":
         pair = (left.left, left.right)
         for a, b in (pair, pair[::-1]):
-            if isinstance(a, FieldRef) and a.field.key == "open.flags" and isinstance(b, Const):
+            if isinstance(a, FieldRef) and a.field.key in keys and isinstance(b, Const):
                 return int(b.value)  # type: ignore[call-overload]
     return None
+
+
+def _mode_leaf(op: str, mask: int, right: object) -> Filter:
+    """`mode & M != 0` and the like: approved by mode bits, whatever the path."""
+    gate = _gate_leaf(op, mask, right)
+    if gate is None or gate.rdonly:  # "no bit of M set" cannot be checked by a bit test
+        return Filter(None, None, "no mode bit that must be set")
+    return Filter(PathFilter(), None, "", ValueSet(mode_any=gate.any))
+
+
+def _xattr_leaf(op: str, right: object, name: str) -> Filter:
+    if op not in ("==", "in"):
+        return UNCONSTRAINED
+    names = set()
+    for item in right if isinstance(right, tuple) else (right,):
+        if isinstance(item, Const) and isinstance(item.value, str):
+            names.add(item.value)
+        elif isinstance(item, Pattern) and item.is_literal:
+            names.add(item.text)
+        else:
+            return Filter(None, None, f"pattern on {name}")
+    return Filter(PathFilter(), None, "", ValueSet(xattr_names=frozenset(names)))
 
 
 def _gate_for_equal(mask: int, value: int) -> FlagGate | None:
@@ -272,7 +339,14 @@ def _leaf(cmp: Cmp, negated: bool) -> Filter:
     mask = _flag_mask(cmp.left)
     if mask is not None:
         return Filter(None, _gate_leaf(op, mask, cmp.right), UNCONSTRAINED.why)
+    mode_mask = _flag_mask(cmp.left, _MODE_KEYS)
+    if mode_mask is not None:
+        return _mode_leaf(op, mode_mask, cmp.right)
     left = cmp.left
+    if isinstance(left, FieldRef) and left.field.key == "xattr.name":
+        if op in NEGATED:
+            return Filter(None, None, f"negative comparison on {left.field.name}")
+        return _xattr_leaf(op, cmp.right, left.field.name)
     if not isinstance(left, FieldRef) or left.field.key is None or left.field.key == "open.flags":
         return UNCONSTRAINED
     side, _, attr = left.field.key.partition(".")
@@ -327,6 +401,7 @@ class Approvers:
     destination: PathSet = field(default_factory=PathSet)
     flags_any: int | None = None
     allow_rdonly: bool = False
+    values: ValueSet = field(default_factory=ValueSet)
 
     @property
     def file(self) -> PathSet:
@@ -347,7 +422,9 @@ class Approvers:
         if self.file.matches(event.file.path):
             return True
         dest = getattr(event.details, "destination", None)
-        return dest is not None and self.destination.matches(dest.path)
+        if dest is not None and self.destination.matches(dest.path):
+            return True
+        return self.values.matches(event)
 
 
 def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) -> Approvers:
@@ -366,8 +443,10 @@ def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) ->
             reason += f"; and {len(open_paths) - 3} more rules"
         return Approvers(event_type, True, reason, **flags)
     total = PathFilter()
+    values = ValueSet()
     for _, f in filters:
         total = total.union(f.paths)  # type: ignore[arg-type]
+        values = values.union(f.values)
     fs = total.file
     return Approvers(
         event_type,
@@ -379,4 +458,5 @@ def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) ->
         fs.ancestor_dirs,
         total.destination,
         **flags,
+        values=values,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 
-from otel_fim.event import AncestorInfo, Event, EventType
+from otel_fim.event import AncestorInfo, Event, EventType, scan_change
 from otel_fim.rules.fields import FieldRegistry, FieldType, Getter
 
 
@@ -59,7 +59,7 @@ def _file_fields(registry: FieldRegistry) -> None:
     o = EventType.OPEN
     reg("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
     reg("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
-    reg("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
+    reg("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, "chmod.mode", "new mode")
     reg(
         "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
     )
@@ -68,19 +68,24 @@ def _file_fields(registry: FieldRegistry) -> None:
     )
     for t in (EventType.RENAME, EventType.LINK):
         p = t.value
-        reg(
-            f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path"
-        )
-        reg(
-            f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name"
-        )
+        reg(f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path")
+        reg(f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name")
         reg(f"{p}.file.destination.inode", I, _destination("inode"), t, None, "new inode")
     reg(
         "symlink.file.destination.path", S, _destination("path"), EventType.SYMLINK, "destination.path",
         "the link's target, as written (not resolved)",
     )  # fmt: skip
     for t in (EventType.SETXATTR, EventType.REMOVEXATTR):
-        reg(f"{t.value}.file.destination.name", S, _detail("name"), t, None, "the xattr name")
+        key = "xattr.name" if t is EventType.SETXATTR else None  # setxattr: a kernel approver
+        reg(f"{t.value}.file.destination.name", S, _detail("name"), t, key, "the xattr name")
+    reg(
+        "mknod.file.destination.mode", I, _detail("mode"), EventType.MKNOD, "mknod.mode",
+        "file type and permission bits as passed (S_IFREG, S_IFIFO, ...)",
+    )  # fmt: skip
+    c = EventType.CHATTR
+    reg("chattr.flags", I, _detail("flags"), c, None, "requested attribute flags (FS_*_FL)")
+    reg("chattr.old_flags", I, _detail("old_flags"), c, None, "the inode's flags before (FS_*_FL subset)")
+    reg("chattr.request", S, _detail("request"), c, None, "FS_IOC_SETFLAGS or FS_IOC_FSSETXATTR")
 
     reg("process.pid", I, lambda e: e.process.pid, doc="process id (tgid)")
     reg("process.ppid", I, lambda e: e.process.ppid, doc="parent process id")
@@ -89,6 +94,10 @@ def _file_fields(registry: FieldRegistry) -> None:
     reg("process.euid", I, lambda e: e.process.euid, doc="effective uid")
     reg("process.comm", S, lambda e: e.process.comm, doc="command name (15 chars max)")
     reg("container.id", S, _container_id, doc="container id; None outside containers")
+    reg(
+        "scan.change", S, scan_change,
+        doc="a scan finding: created, modified, deleted, mode_changed, owner_changed; None when live",
+    )  # fmt: skip
 
 
 # --- process and container fields ------------------------------------------------------------------

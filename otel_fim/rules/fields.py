@@ -127,6 +127,9 @@ WRITE_SIDES: dict[EventType, tuple[str, ...]] = {
     EventType.UTIMES: ("file",),
     EventType.SETXATTR: ("file",),
     EventType.REMOVEXATTR: ("file",),
+    EventType.SYMLINK: ("file",),  # the new link's own path (its target is not written)
+    EventType.MKNOD: ("file",),
+    EventType.CHATTR: ("file",),
 }
 
 

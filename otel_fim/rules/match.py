@@ -16,3 +16,4 @@ class Match:
     ruleset: str = ""  # the policy file's name (its stem) the rule came from
     category: str = ""  # e.g. the MITRE ATT&CK tactic or the rule's `category` tag
     actions: tuple[dict[str, dict], ...] = ()  # [{action_name: {params}}] as written in the policy
+    reference: str = ""  # URL: security_rule.reference

@@ -25,7 +25,7 @@ from otel_fim.rules.field_catalog import standard_fields
 from otel_fim.rules.fields import FieldRegistry
 from otel_fim.rules.ir import Cond
 from otel_fim.rules.match import Match
-from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files
+from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files, read_policy_text
 
 DEFAULT_SEVERITY = "medium"
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
@@ -46,6 +46,7 @@ class Rule:
     file: str
     line: int
     disabled: bool = False
+    reference: str = ""  # a URL describing what the rule detects (security_rule.reference)
     conditions: dict[EventType, Cond] = field(default_factory=dict, repr=False)
     programs: dict[EventType, Program] = field(default_factory=dict, repr=False)
     filters: dict[EventType, Filter] = field(default_factory=dict, repr=False)
@@ -63,6 +64,7 @@ class Rule:
             self.ruleset,
             self.category,
             self.actions,
+            self.reference,
         )
 
     def matches(self, event: Event) -> bool:
@@ -126,7 +128,7 @@ class _TypeIndex:
         self.programs.append(rule.programs[event_type])
         self.matches.append(match)
         paths = rule.filters[event_type].paths
-        if paths is None:
+        if paths is None or rule.filters[event_type].values:  # values: any path may match
             self.always.append(position)
             return
         self.file.add(paths.file, position)
@@ -182,8 +184,8 @@ class RuleSet:
         policies: list[PolicyFile] = []
         for path in files:
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
+                text = read_policy_text(path)
+            except (OSError, UnicodeDecodeError, ValueError) as e:
                 errors.append(RuleError(f"cannot read: {e}", str(path)))
                 continue
             policy, errs = parse_policy(text, str(path), known_actions)
@@ -322,7 +324,7 @@ def _merge(old: RawRule, new: RawRule) -> RawRule:
     """An override replaces the keys it sets and inherits the others."""
     changes = {
         name: getattr(new, name)
-        for name in ("expression", "description", "severity", "tags", "actions", "disabled")
+        for name in ("expression", "description", "severity", "tags", "actions", "disabled", "reference")
         if getattr(new, name) is not None
     }
     return replace(old, doc=new.doc, index=new.index, ruleset=new.ruleset, **changes)
@@ -389,6 +391,7 @@ def _compile_rule(
         file=raw.doc.name,
         line=raw.line,
         disabled=bool(raw.disabled),
+        reference=raw.reference or "",
     )
     for t, cond in compiled.per_type.items():
         rule.conditions[t] = cond

@@ -65,7 +65,8 @@ def test_hash_as_an_action_only_for_the_rules_that_ask(tmp_path):
     with pytest.raises(PolicyError, match="parameter 'max_bytes': must be > 0"):
         RuleSet.from_text(
             'rules: [{id: a, expression: open.file.path == "/x", actions: [{hash: {max_bytes: 0}}]}]',
-            known_actions=plugins.known_actions(), fields=plugins.fields,
+            known_actions=plugins.known_actions(),
+            fields=plugins.fields,
         )
 
 
@@ -193,7 +194,9 @@ def test_package_owner_conffile_digest_and_manager(tmp_path):
     assert [m.rule_id for m in ruleset.evaluate(agent_event("/usr/bin/tool"))] == ["a"]
     assert not ruleset.evaluate(dpkg_event)
     assert ruleset.approvers(EventType.OPEN).accept_all  # plugin fields are unknown to the kernel
-    assert plugins.infos["package"].fields == ["package.name", "package.by_manager"]
+    assert plugins.infos["package"].fields == [
+        "package.name", "package.by_manager", "package.provenance", "package.verified",
+    ]  # fmt: skip
 
 
 def test_package_digest_match_tells_tampering_apart(tmp_path):
@@ -244,7 +247,8 @@ def test_kill_never_signals_the_agent_or_init(tmp_path, caplog):
     plugins = started(tmp_path, "kill")
     ruleset = RuleSet.from_text(
         'rules: [{id: a, expression: open.file.path == "/x", actions: [kill]}]',
-        known_actions=plugins.known_actions(), fields=plugins.fields,
+        known_actions=plugins.known_actions(),
+        fields=plugins.fields,
     )
     out = Recorder()
     pipeline = Pipeline(Emitter([out]), ruleset)

@@ -8,7 +8,7 @@ from otel_fim.event import EventType
 from otel_fim.rules.compiler import WRITE_OPEN_FLAGS
 from otel_fim.rules.glob import glob_shape
 from tests.factories import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, make_event
-from tests.support.rules import ruleset
+from tests.support.rules import matched_ids, ruleset
 
 OPEN = EventType.OPEN
 
@@ -191,3 +191,47 @@ class TestDiscarders:
 def test_glob_shape_never_uses_the_root_as_ancestor() -> None:
     assert glob_shape("/**").ancestor is None
     assert glob_shape("/*").parent == "/"
+
+
+class TestValueApprovers:
+    """Rules that match on any path but only for some values: approved by the value in the kernel."""
+
+    SETUID = "chmod.file.destination.mode & (S_ISUID | S_ISGID) != 0"
+    CAPS = 'setxattr.file.destination.name == "security.capability"'
+
+    def test_mode_bits(self) -> None:
+        a = ruleset(self.SETUID).approvers(EventType.CHMOD)
+        assert not a.accept_all and a.values.mode_any == 0o6000 and not a.paths
+        assert a.passes(make_event("chmod", "/anywhere/sh", mode=0o4755))
+        assert not a.passes(make_event("chmod", "/anywhere/sh", mode=0o755))
+
+    def test_xattr_name(self) -> None:
+        a = ruleset(self.CAPS).approvers(EventType.SETXATTR)
+        assert not a.accept_all and a.values.xattr_names == {"security.capability"}
+        assert a.passes(make_event("setxattr", "/tmp/x", xattr="security.capability"))
+        assert not a.passes(make_event("setxattr", "/tmp/x", xattr="user.x"))
+
+    def test_united_with_path_approvers_of_other_rules(self) -> None:
+        rs = ruleset(self.CAPS, 'fim.write.file.path =~ "/etc/*"')
+        a = rs.approvers(EventType.SETXATTR)
+        assert a.parent_dirs == {"/etc"} and a.values.xattr_names == {"security.capability"}
+        assert a.passes(make_event("setxattr", "/etc/x", xattr="user.x"))
+        assert a.passes(make_event("setxattr", "/tmp/x", xattr="security.capability"))
+        assert not a.passes(make_event("setxattr", "/tmp/x", xattr="user.x"))
+        # and the rule is evaluated on any path (it is not indexed by a path)
+        assert matched_ids(rs, make_event("setxattr", "/tmp/x", xattr="security.capability")) == ["r0"]
+
+    @pytest.mark.parametrize(
+        "expr",
+        [
+            "chmod.file.destination.mode & S_ISUID == 0",
+            "chmod.file.destination.mode > 0o4000",
+            'setxattr.file.destination.name != "security.capability"',
+            'setxattr.file.destination.name =~ "security.*"',
+            'setxattr.file.destination.name == "security.capability" || process.comm == "x"',
+        ],
+    )
+    def test_what_a_value_cannot_approve_accepts_all(self, expr: str) -> None:
+        rs = ruleset(expr)
+        (etype,) = rs.event_types()
+        assert rs.approvers(etype).accept_all

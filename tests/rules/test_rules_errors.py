@@ -168,6 +168,12 @@ def test_macro_cycle_and_misuse() -> None:
             "duplicate rule id 'r' (first at rules/x.yaml:2); add `override: true` to replace it",
         ),
         ("rules:\n  - id: r\n    override: true\n", 2, 5, "rule 'r' overrides no earlier rule"),
+        (
+            "rules:\n  - id: r\n    expression: open.retval == 0\n    reference: attack.mitre.org\n",
+            4,
+            16,
+            "bad reference 'attack.mitre.org': use an http:// or https:// URL",
+        ),
     ],
 )
 def test_policy_structure_errors(text: str, line: int, col: int, message: str) -> None:
@@ -213,3 +219,12 @@ def test_missing_paths(tmp_path: Path) -> None:
         RuleSet.load([tmp_path / "nope.yaml", tmp_path])
     messages = sorted(e.message for e in info.value.errors)
     assert messages == ["no *.yaml policy files in this directory", "no such file or directory"]
+
+
+def test_reference_is_kept_and_inherited_by_an_override() -> None:
+    rs = RuleSet.from_text(
+        "rules:\n  - id: r\n    expression: open.retval == 0\n    reference: https://example.org/r\n",
+        "rules:\n  - id: r\n    override: true\n    severity: high\n",
+    )
+    assert rs.rules[0].reference == "https://example.org/r"
+    assert rs.rules[0].to_match().reference == "https://example.org/r"

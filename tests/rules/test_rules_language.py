@@ -185,12 +185,17 @@ class TestFimWrite:
     RULE = 'fim.write.file.path == "/etc/passwd"'
 
     @pytest.mark.parametrize(
-        "event_type", ["truncate", "chmod", "chown", "unlink", "utimes", "setxattr", "removexattr", "link"]
-    )
+        "event_type",
+        ["truncate", "chmod", "chown", "unlink", "utimes", "setxattr", "removexattr", "link", "symlink",
+         "mknod", "chattr"],
+    )  # fmt: skip
     def test_modifying_types(self, event_type: str) -> None:
         assert matches(self.RULE, make_event(event_type, "/etc/passwd"))
 
-    @pytest.mark.parametrize("event_type", ["mkdir", "rmdir", "symlink"])
+    def test_symlink_write_is_the_link_not_its_target(self) -> None:
+        assert not matches(self.RULE, make_event("symlink", "/tmp/x", dest="/etc/passwd"))
+
+    @pytest.mark.parametrize("event_type", ["mkdir", "rmdir"])
     def test_other_types_are_not_writes(self, event_type: str) -> None:
         assert not matches(self.RULE, make_event(event_type, "/etc/passwd"))
 
@@ -225,7 +230,7 @@ class TestFimWrite:
         rs = ruleset(self.RULE)
         assert {t.value for t in rs.event_types()} == {
             "open", "truncate", "chmod", "chown", "link", "rename",
-            "unlink", "utimes", "setxattr", "removexattr",
+            "unlink", "utimes", "setxattr", "removexattr", "symlink", "mknod", "chattr",
         }  # fmt: skip
         assert rs.rules[0].kind == "fim.write"
 
