@@ -107,6 +107,7 @@ static __always_inline int uring_prepare(struct uring_req *r, u64 req, int op)
         p->type = FIM_TRUNCATE;
         p->syscall = SC_FTRUNCATE;
         p->locate = LOC_FILE; /* req->file, once the request has run (fixed files too) */
+        p->dfd = -1;          /* no file (a bad fd): no path, not fd 0's */
         p->length = (s64)rd_ptr(req + OFF_IO_FTRUNC_LEN);
     } else if (op == IOU_OP_SETXATTR || op == IOU_OP_FSETXATTR) {
         p->type = FIM_SETXATTR;
@@ -117,6 +118,7 @@ static __always_inline int uring_prepare(struct uring_req *r, u64 req, int op)
         } else {
             p->syscall = SC_FSETXATTR;
             p->locate = LOC_FILE;
+            p->dfd = -1;
         }
         /* the attribute's name, copied in at preparation (struct xattr_name) */
         u64 kname = rd_ptr(req + OFF_IO_XATTR_KNAME);

@@ -41,6 +41,8 @@ rules:
     expression: mkdir.file.path =~ "{d}/watched/**"
   - id: watched_symlink
     expression: symlink.file.path =~ "{d}/watched/**"
+  - id: failed_truncate
+    expression: truncate.retval < 0
 """
 
 
@@ -56,7 +58,11 @@ class UringAgent:
     def run(self, *args: str) -> tuple[int, str]:
         """Run uring_ops; returns (its pid, its output)."""
         proc = subprocess.Popen(
-            [str(self.tool), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [str(self.tool), *args],
+            stdin=subprocess.DEVNULL,  # fd 0 is /dev/null: a test checks nothing is named after it
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         out, _ = proc.communicate(timeout=30)
         return proc.pid, out
@@ -231,6 +237,16 @@ def test_a_failed_operation_is_reported_with_its_error(agent: UringAgent) -> Non
     assert "res=-2" in out
     event = agent.wait_match(pid, "watched_write")
     assert event.retval == -2 and event.file.path == str(missing)
+
+
+def test_an_fd_operation_on_a_bad_descriptor_names_no_file(agent: UringAgent) -> None:
+    """A failed ftruncate has no struct file: reported (rule failed_truncate), with no path, not
+    under the name of fd 0 (/dev/null here)."""
+    pid, out = agent.run("ftruncate-badfd")
+    assert "res=-9" in out, out
+    event = agent.wait_match(pid, "failed_truncate")
+    assert event.syscall == "io_uring:ftruncate" and event.retval == -9
+    assert event.file.path != "/dev/null" and event.file.inode == 0
 
 
 def test_skipped_completion_of_an_fd_operation_names_the_file(agent: UringAgent) -> None:

@@ -5,6 +5,7 @@
  *     renameat OLD NEW            mkdirat PATH                linkat OLD NEW   symlinkat TARGET LINK
  *     ftruncate PATH LEN          (PATH opened through io_uring too)
  *     setxattr PATH NAME VALUE    fsetxattr PATH NAME VALUE (PATH opened through io_uring too)
+ *     ftruncate-badfd             ftruncate of a descriptor that is not open (fails: EBADF)
  *
  * Prints "res=<cqe res>" per operation; exits 0 when the last one succeeded. --skip-success sets
  * IOSQE_CQE_SKIP_SUCCESS (no completion is posted for a success), --async sets IOSQE_ASYNC,
@@ -130,6 +131,10 @@ int main(int argc, char **argv)
             return 1;
         sqe = next_sqe();
         io_uring_prep_rw(OP_FTRUNCATE, sqe, fd, NULL, 0, strtoull(a[1], NULL, 10));
+        res = run(sqe);
+    } else if (!strcmp(op, "ftruncate-badfd")) {
+        sqe = next_sqe();
+        io_uring_prep_rw(OP_FTRUNCATE, sqe, 999, NULL, 0, 0);
         res = run(sqe);
     } else if (!strcmp(op, "setxattr")) {
         sqe = next_sqe();
