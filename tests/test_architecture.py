@@ -131,3 +131,15 @@ def test_the_checks_can_fail() -> None:
     assert cycles({"a": {"b"}, "b": {"a"}, "c": set()}) == [["a", "b"]]
     assert layer_of("otel_fim.kernel.sensor")[0] < layer_of("otel_fim.wiring")[0]
     assert layer_of("otel_fim.rules.fields") == (1, "otel_fim.rules")
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject.toml lists the packages by hand (plugins/ is mapped to otel_fim_plugins, which
+    rules out automatic discovery): a new package missing there would be absent from the wheel."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "otel_fim").rglob("__init__.py")
+    }
+    assert found | {"otel_fim_plugins"} == listed
