@@ -31,6 +31,7 @@ from otel_fim.pipeline import Evaluator, Pipeline
 from otel_fim.plugin_manager import Plugins, load_plugins
 from otel_fim.process.context import ProcessContext  # also registers the process.* rule fields
 from otel_fim.rules.errors import RuleError
+from otel_fim.sdnotify import Notifier
 
 log = logging.getLogger("otel_fim")
 
@@ -248,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
     sensor.before_delivery.append(process_context.module.drain)
     process_context.drain_each_event = False
     ready_file = Path(config.ready_file) if config.ready_file else None
+    notifier = Notifier()  # systemd Type=notify; a no-op elsewhere
     stats: dict[str, Any] | None = None
     try:
         sensor.start()
@@ -267,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
             export.attach(sensor, pipeline)
             if ready_file:
                 ready_file.write_text(f"{sensor.attached_count()}\n")
+            notifier.ready(f"attached {sensor.attached_count()} tracepoints")
             log.info(
                 "attached %d tracepoints; reporting %s",
                 sensor.attached_count(),
@@ -279,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
                 config.duration,
                 config.status_interval,
                 reload=lambda: reload_rules(config, plugins, pipeline, sensor),
+                notifier=notifier,
             )
+            notifier.stopping()
             drain(sensor)  # what is already in the ring buffer still counts
             pipeline.flush()  # the plugin stage hands what it holds to the outputs
             pipeline.end_batch()
@@ -312,8 +317,11 @@ def poll_until_stopped(
     duration: float | None,
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
+    notifier: Notifier | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
+    ping_every = notifier.watchdog_interval if notifier is not None else None
+    next_ping = time.monotonic()
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
     while not stop.event.is_set():
@@ -323,6 +331,9 @@ def poll_until_stopped(
             stop.reload.clear()
             reload()
         now = time.monotonic()
+        if ping_every is not None and now >= next_ping:  # WatchdogSec=: the loop is alive
+            notifier.watchdog()  # type: ignore[union-attr]
+            next_ping = now + ping_every
         if sensor.filter is not None and now >= next_refresh:
             sensor.filter.refresh_inodes()  # watched files replaced by rename get new inodes
             next_refresh = now + INODE_REFRESH_S
