@@ -31,9 +31,10 @@ from otel_fim.event import (
 from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
 
-# OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21.
+# OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21. SeverityText is the
+# source's own name for the level (the log data model says so): the rule's severity as written.
 SEVERITY_NUMBER = {"info": 9, "low": 12, "medium": 13, "high": 17, "critical": 21}
-SEVERITY_TEXT = {"info": "INFO", "low": "INFO4", "medium": "WARN", "high": "ERROR", "critical": "FATAL"}
+SEVERITY_TEXT = {name: name for name in SEVERITY_NUMBER}
 UNMATCHED_SEVERITY = "info"
 
 # Records are built for every matched event, and most of a record repeats: the same files, the same

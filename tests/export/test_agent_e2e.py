@@ -69,7 +69,7 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
     assert by_name["otel_fim.file.rename"].attributes["fim.file.destination.path"] == str(paths["moved"])
     assert by_name["otel_fim.file.unlink"].attributes["file.path"] == str(paths["moved"])
     for lg in got:
-        assert (lg.severity_number, lg.severity_text) == (9, "INFO")  # no rules: every event, at INFO
+        assert (lg.severity_number, lg.severity_text) == (9, "info")  # no rules: every event, at INFO
         assert abs(lg.timestamp - time.time_ns()) < 300e9  # the kernel's wall clock, not zero
         assert lg.resource["service.name"] == "otel-fim"
         assert lg.resource["os.type"] == "linux"
@@ -186,7 +186,7 @@ rules:
     assert all(str(lg.attributes["file.path"]).startswith(str(watched)) for lg in logs), "only matches"
     by_name = {lg.event_name: lg for lg in logs}
     opened = by_name["otel_fim.file.open"]
-    assert (opened.severity_number, opened.severity_text) == (17, "ERROR")
+    assert (opened.severity_number, opened.severity_text) == (17, "high")
     assert opened.attributes["file.path"] == str(paths["target"])
     assert opened.attributes["security_rule.name"] == "watched_written"
     assert opened.attributes["security_rule.description"] == "write under the watched directory"
@@ -195,5 +195,5 @@ rules:
     assert opened.attributes["fim.rule.tags.mitre"] == "T1565"
     assert opened.body.endswith("rules=watched_written")
     chmod = by_name["otel_fim.file.chmod"]
-    assert (chmod.severity_number, chmod.severity_text) == (21, "FATAL")
+    assert (chmod.severity_number, chmod.severity_text) == (21, "critical")
     assert chmod.attributes["security_rule.name"] == "watched_chmod"

@@ -66,7 +66,7 @@ def test_otlp_record_equals_jsonl_record(tmp_path):
     assert received == lines == json.loads(json.dumps(sent))
     first = exporter.accepted[0]
     assert first.log_record.event_name == "otel_fim.file.open"
-    assert first.log_record.severity_text == "ERROR" and first.log_record.severity_number.value == 17
+    assert first.log_record.severity_text == "high" and first.log_record.severity_number.value == 17
     assert first.instrumentation_scope.name == "otel_fim"
     assert first.resource.attributes["service.name"] == "otel-fim"
     assert first.log_record.observed_timestamp >= first.log_record.timestamp
@@ -179,7 +179,7 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
     }
     assert points["otel_fim.spool.dropped"].value == 2
     assert dict(points["otel_fim.spool.dropped"].attributes) == {
-        "severity_text": "INFO4",
+        "severity_text": "low",
         "fim.reason": "spool_full",
     }
     assert points["otel_fim.spool.depth"].value == 3

@@ -34,7 +34,7 @@ def test_logs_arrive_with_name_severity_attributes_resource(rotel, tmp_path, pro
     assert len(logs) == 1
     got = logs[0]
     assert got.event_name == "otel_fim.file.open"
-    assert (got.severity_number, got.severity_text) == (17, "ERROR")
+    assert (got.severity_number, got.severity_text) == (17, "high")
     assert got.timestamp == record["timestamp"]
     assert got.body == record["body"]
     assert got.scope == "otel_fim"
