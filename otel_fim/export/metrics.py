@@ -62,6 +62,7 @@ class FimMetrics:
         self.meter_provider = meter_provider
         self.counters = counters
         self.discarders = discarders
+        self.backlog: Gauge | None = None  # records read from the kernel, not yet handled
         self._spool_depth: Gauge | None = None
         self._spool_bytes: Gauge | None = None
         self._failed_callbacks: set[str] = set()
@@ -83,6 +84,13 @@ class FimMetrics:
             callbacks=[self._gauge_callback("discarders", lambda: self.discarders)],
             unit="{discarder}",
             description="Discarders currently installed in the kernel.",
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.backlog.depth",
+            callbacks=[self._gauge_callback("backlog", lambda: self.backlog)],
+            unit="{record}",
+            description="Records read from the kernel's ring buffer and not yet handled; when it is "
+            "full, reading stops and the kernel counts what it cannot queue as lost.",
         )
         self._latency = meter.create_histogram(
             "otel_fim.event.latency",

@@ -31,6 +31,8 @@ class Export:
         discarders = getattr(sensor, "discarder_count", None)
         if callable(discarders):
             self.metrics.discarders = discarders
+        if hasattr(sensor, "backlog"):
+            self.metrics.backlog = lambda: sensor.backlog
         pipeline.on_emitted.append(self.metrics.on_emitted)
 
     def shutdown_metrics(self) -> None:
