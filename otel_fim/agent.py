@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 
 from otel_fim.config import AgentConfig, ConfigError, add_config_arguments, load_config, merge_cli
 from otel_fim.event import Event
+from otel_fim.export import redact
 from otel_fim.export.outputs import OutputSpecError
 from otel_fim.export.telemetry import build_export
 from otel_fim.kernel.aliases import AliasResolver
@@ -55,6 +57,12 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SPEC",
         help="console | jsonl:PATH | otlp (repeatable; default: otlp when an endpoint is set, else console)",
+    )
+    p.add_argument(
+        "--all-events",
+        action="store_const",
+        const=True,
+        help="without rules, export every file event over OTLP too (refused otherwise)",
     )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--ready-file", metavar="PATH", help="created once every program is attached")
@@ -222,9 +230,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if (refusal := config.refuse_export(bool(config.rules))) is not None:  # before anything starts
+        print(f"otel-fim: {refusal}", file=sys.stderr)
+        return 2
     try:
         plugins = load_plugins(config)  # before the rules: plugins add rule fields and actions
         ruleset = load_rules(config.rules, plugins.known_actions())
+        redact.configure(redact.Redactor(**dataclasses.asdict(config.redaction)))
         export = build_export(config)
     except (OutputSpecError, OSError, ValueError, RuleError) as exc:  # bad input: say what and where
         print(f"otel-fim: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -65,6 +66,15 @@ class PluginsConfig:
 
 
 @dataclass
+class RedactionConfig:
+    """Secrets in exported command lines become REDACTED (see otel_fim/export/redact.py)."""
+
+    enabled: bool = True
+    options: list[str] = field(default_factory=list)  # extra options whose value is secret: --db-key
+    patterns: list[str] = field(default_factory=list)  # extra regexes; group `secret` (or all) replaced
+
+
+@dataclass
 class AgentConfig:
     rules: list[str] = field(default_factory=list)  # rule files or directories
     outputs: list[str] = field(default_factory=list)  # console | jsonl:PATH | otlp; see `effective_outputs`
@@ -77,6 +87,9 @@ class AgentConfig:
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES  # the kernel's ring buffer (a power of two; locked)
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
     log_level: str = "info"
+    # Without rules every file event on the host is reported: OTLP export of that needs this on.
+    all_events: bool = False
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     source: str | None = None  # the file this came from (not a key)
@@ -86,6 +99,16 @@ class AgentConfig:
         if self.outputs:
             return list(self.outputs)
         return ["otlp"] if endpoint_configured(self.otlp.endpoint) else ["console"]
+
+    def refuse_export(self, has_rules: bool) -> str | None:
+        """Why this config must not run, or None. Without rules every file event on the host is a
+        record: shipping that to a backend takes an explicit `all_events` (console/jsonl may explore)."""
+        if has_rules or self.all_events or "otlp" not in self.effective_outputs():
+            return None
+        return (
+            "no rules given: refusing to export every file event on this host over OTLP; "
+            "pass --rules PATH, or --all-events (all_events: true) if that is really wanted"
+        )
 
     def otlp_output_options(self, metrics: Any = None) -> dict[str, Any]:
         """Keyword options for `build_output("otlp", **options)` (see `OtlpOutput`)."""
@@ -191,6 +214,13 @@ class _Reader:
             raise self.error(node, key, "must be >= 0")
         if key in _POWER_OF_TWO and value & (value - 1):
             raise self.error(node, key, f"must be a power of two, got {value}")
+        if key == "redaction.patterns":
+            items = node.value if isinstance(node, SequenceNode) else [node]
+            for pattern, item in zip(value, items, strict=True):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise self.error(item, key, f"not a regular expression: {exc}") from None
 
     def value(self, hint: Any, node: Node, key: str) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -282,10 +312,11 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         config,
         otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
         plugins=dataclasses.replace(config.plugins),
+        redaction=dataclasses.replace(config.redaction),
     )
     given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
     for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "source"):
+        if name in given and name not in ("otlp", "plugins", "redaction", "source"):
             value = given[name]
             setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
     if "output" in given:  # argparse's `--output` (append) lands in `output`

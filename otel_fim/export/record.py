@@ -28,6 +28,7 @@ from otel_fim.event import (
     TruncateDetails,
     XattrDetails,
 )
+from otel_fim.export import redact
 from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
 
@@ -212,6 +213,7 @@ def _process_context(p: ProcessInfo) -> dict[str, Any]:
     an id cannot name another object while its entry lives."""
     argv = tuple(p.argv) if p.argv is not None else None
     key = (
+        redact.generation(),  # a new redaction config must not reuse what was built under the old
         p.executable,
         argv,
         p.args_truncated,
@@ -238,7 +240,7 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
     if p.executable is not None:
         attrs["process.executable.path"] = escape_name(p.executable)
     if p.argv is not None:
-        args = [escape_name(a) for a in p.argv]
+        args = redact.active().argv([escape_name(a) for a in p.argv])
         attrs["process.command_args"] = args
         attrs["process.command_line"] = shlex.join(args)
         if p.args_truncated:
@@ -261,7 +263,8 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
         if parent.executable is not None:
             attrs["fim.process.parent.executable.path"] = escape_name(parent.executable)
         if parent.argv is not None:
-            attrs["fim.process.parent.command_line"] = shlex.join(escape_name(a) for a in parent.argv)
+            parent_args = redact.active().argv([escape_name(a) for a in parent.argv])
+            attrs["fim.process.parent.command_line"] = shlex.join(parent_args)
     return attrs
 
 

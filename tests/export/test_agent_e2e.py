@@ -48,7 +48,7 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=e2e",
     }
-    proc, _ = run_agent(tmp_path, env, "--output", "otlp", "--output", f"jsonl:{jsonl}")
+    proc, _ = run_agent(tmp_path, env, "--all-events", "--output", "otlp", "--output", f"jsonl:{jsonl}")
     try:
         paths = do_file_work(watched)
         time.sleep(1.0)  # let the ring buffer be polled before stopping
