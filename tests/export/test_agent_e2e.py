@@ -112,6 +112,7 @@ def test_agent_sigkilled_with_undelivered_events_delivers_them_after_restart(tmp
     config.write_text(
         f"""
 outputs: [otlp]
+all_events: true  # no rules: every event of the watched directory
 state_dir: {state}
 otlp:
   endpoint: {receiver.grpc_endpoint}
