@@ -17,8 +17,10 @@ run: venv
 test: venv
 	$(PY) -m pytest $(ARGS)
 
+# Style and types; .ci/run runs this before the tests.
 lint: venv
-	$(VENV)/bin/ruff check otel_fim plugins tests bench
+	$(VENV)/bin/ruff check otel_fim plugins tests bench examples
+	$(VENV)/bin/mypy
 
 bench: venv
 	$(PY) -m bench.bench_rules

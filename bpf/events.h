@@ -1,5 +1,7 @@
-/* The one place the kernel <-> user-space layout is defined.
- * Python mirrors it in otel_fim/kernel/layout.py; a test checks the two agree. */
+/* The one place the kernel <-> user-space contract is defined: every struct, enum (map indexes
+ * included) and constant user space reads or writes. Python mirrors all of it in
+ * otel_fim/kernel/layout.py; tests/kernel/test_layout.py compiles this header with gcc and compares
+ * every offset, size and value, and the sensor compares bcc's map key/value sizes at load. */
 #ifndef OTEL_FIM_EVENTS_H
 #define OTEL_FIM_EVENTS_H
 
@@ -37,6 +39,13 @@ enum fim_syscall {
     SC_MAX,
 };
 
+/* Syscalls that act on a symlink's target when the name's last component is one (bit = enum
+ * fim_syscall). */
+#define FIM_FOLLOWS_LAST                                                                         \
+    ((1ULL << SC_TRUNCATE) | (1ULL << SC_CHMOD) | (1ULL << SC_FCHMODAT) | (1ULL << SC_FCHMODAT2) | \
+     (1ULL << SC_CHOWN) | (1ULL << SC_FCHOWNAT) | (1ULL << SC_SETXATTR) | (1ULL << SC_REMOVEXATTR) | \
+     (1ULL << SC_UTIME) | (1ULL << SC_UTIMES) | (1ULL << SC_UTIMENSAT) | (1ULL << SC_FUTIMESAT))
+
 /* Per event type counters (per-CPU array index = type * FIM_COUNTER_MAX + counter). */
 enum fim_counter {
     FIM_C_SEEN = 0,            /* completed syscalls of the type */
@@ -45,6 +54,24 @@ enum fim_counter {
     FIM_C_SENT,                /* written to the ring buffer */
     FIM_C_LOST,                /* ring buffer full: the event is gone (never silent: counted) */
     FIM_COUNTER_MAX,
+};
+
+/* `tail_calls` program array indexes; each enumerator names its program (FIM_TAIL_<PROGRAM>). */
+enum fim_tail_program {
+    FIM_TAIL_COMPLETE_CALL = 0, /* builds the event once the syscall returned */
+    FIM_TAIL_WALK_PATH,         /* walks dentries up to the root, WALK_STEPS levels per call */
+    FIM_TAIL_FINISH_PATH,       /* filters and sends the event */
+    FIM_TAIL_LOOKUP_NAME,       /* resolves a name the process passed (bpf/name_lookup.h) */
+    FIM_TAIL_MAX,
+};
+
+/* `lookup_counters` indexes (per CPU): how the name lookup found components, and lookups that
+ * stopped short (bpf/name_lookup.h). */
+enum fim_lookup_counter {
+    LKC_CACHE_HIT = 0, /* a component found through the dentry_cache map */
+    LKC_SCAN_HIT,      /* ... by scanning its directory's children */
+    LKC_PARTIAL,       /* a lookup ended before the last component's directory (the rest: user space) */
+    LKC_MAX,
 };
 
 /* fim_file.flags */
@@ -167,6 +194,13 @@ enum fim_proc_event_type {
     FIM_PROC_FORK,
     FIM_PROC_EXIT,
     FIM_PROC_TYPE_MAX,
+};
+
+/* `proc_counters` (per CPU): index = type * FIM_PC_MAX + counter. */
+enum fim_proc_counter {
+    FIM_PC_SENT = 0, /* written to `proc_events` */
+    FIM_PC_LOST,     /* `proc_events` full: the record is gone */
+    FIM_PC_MAX,
 };
 
 /* fim_proc_event.flags */

@@ -50,9 +50,7 @@ BPF_TABLE("lru_hash", u64, struct pending, pending_calls, 16384);
 BPF_PERCPU_ARRAY(counters, u64, FIM_TYPE_MAX * FIM_COUNTER_MAX);
 BPF_PERCPU_ARRAY(event_scratch, struct fim_event, 1);
 BPF_ARRAY(config, struct fim_config, 1);
-BPF_PROG_ARRAY(tail_calls, 4);
-
-#define TAIL_COMPLETE 0
+BPF_PROG_ARRAY(tail_calls, FIM_TAIL_MAX); /* indexes: enum fim_tail_program */
 
 static __always_inline void count(u32 type, u32 counter)
 {
@@ -439,7 +437,7 @@ static __always_inline int on_exit(void *ctx, long ret)
     if (!p)
         return 0;
     p->retval = ret;
-    tail_calls.call(ctx, TAIL_COMPLETE);
+    tail_calls.call(ctx, FIM_TAIL_COMPLETE_CALL);
     /* Tail call failed (not installed): nothing can complete the call; do not leak the entry. */
     pending_calls.delete(&id);
     return 0;
@@ -503,9 +501,6 @@ struct resolve_job {
 
 BPF_PERCPU_ARRAY(resolve_jobs, struct resolve_job, 1);
 
-#define TAIL_WALK 1
-#define TAIL_FINISH 2
-#define TAIL_LOOKUP 3
 #define WALK_STEPS 8
 
 #define DISCARDED 1
@@ -589,7 +584,7 @@ static __always_inline int begin_resolve(struct resolve_job *job, struct fim_fil
 /* The next program after begin_resolve. */
 static __always_inline u32 first_step(struct resolve_job *job)
 {
-    return job->mode == RES_LOOKUP ? TAIL_LOOKUP : TAIL_WALK;
+    return job->mode == RES_LOOKUP ? FIM_TAIL_LOOKUP_NAME : FIM_TAIL_WALK_PATH;
 }
 
 /* A tail call failed (the chain is longer than the kernel allows, or a program is missing): the
@@ -601,12 +596,6 @@ static __always_inline void chain_broken(u64 id)
         count(p->type, FIM_C_LOST);
     pending_calls.delete(&id);
 }
-
-/* Syscalls that act on a symlink's target when the name's last component is one. */
-#define FOLLOWS_LAST                                                                             \
-    ((1ULL << SC_TRUNCATE) | (1ULL << SC_CHMOD) | (1ULL << SC_FCHMODAT) | (1ULL << SC_FCHMODAT2) | \
-     (1ULL << SC_CHOWN) | (1ULL << SC_FCHOWNAT) | (1ULL << SC_SETXATTR) | (1ULL << SC_REMOVEXATTR) | \
-     (1ULL << SC_UTIME) | (1ULL << SC_UTIMES) | (1ULL << SC_UTIMENSAT) | (1ULL << SC_FUTIMESAT))
 
 static __always_inline void drop_call(u64 id)
 {
@@ -639,7 +628,7 @@ int complete_call(void *ctx)
     job->mask = (pol && pol->mode == FIM_POLICY_DENY) ? 1u << type : 0;
     job->approved = 0;
     job->no_discard = p->name2 != 0;
-    job->follows = ((1ULL << (p->syscall & 63)) & FOLLOWS_LAST) ||
+    job->follows = ((1ULL << (p->syscall & 63)) & FIM_FOLLOWS_LAST) ||
                    (type == FIM_OPEN && !(p->open_flags & O_NOFOLLOW));
 
     u64 task = bpf_get_current_task();
@@ -696,8 +685,8 @@ int walk_path(void *ctx)
         walk_step(&job->w, s);
     job->hops++;
     if (!job->w.done && job->hops * WALK_STEPS < FIM_MAX_DEPTH)
-        tail_calls.call(ctx, TAIL_WALK);
-    tail_calls.call(ctx, TAIL_FINISH);
+        tail_calls.call(ctx, FIM_TAIL_WALK_PATH);
+    tail_calls.call(ctx, FIM_TAIL_FINISH_PATH);
     chain_broken(bpf_get_current_pid_tgid());
     return 0;
 }
@@ -751,7 +740,7 @@ int lookup_name(void *ctx)
     lk_run(&job->lk, b);
     job->lk.hops++;
     if (job->lk.state < LK_STOP && job->lk.hops < LK_HOPS)
-        tail_calls.call(ctx, TAIL_LOOKUP);
+        tail_calls.call(ctx, FIM_TAIL_LOOKUP_NAME);
     struct fim_file *f = job->stage == 0 ? &ev->file : &ev->dest;
     if (lookup_done(job, f) == DISCARDED) {
         struct pending *p = pending_calls.lookup(&id);
@@ -760,7 +749,7 @@ int lookup_name(void *ctx)
         drop_call(id);
         return 0;
     }
-    tail_calls.call(ctx, TAIL_WALK);
+    tail_calls.call(ctx, FIM_TAIL_WALK_PATH);
     chain_broken(id);
 #endif
     return 0;

@@ -53,13 +53,7 @@ struct name_lookup {
     u32 p_start, p_in, p_ended; /* lk_parse's loop state */
 };
 
-/* lookup_counters indexes (per CPU): how components were found, and lookups that stopped short */
-enum lk_counter {
-    LKC_CACHE_HIT = 0, /* a component found through the dentry_cache map */
-    LKC_SCAN_HIT,      /* ... by scanning its directory's children */
-    LKC_PARTIAL,       /* a lookup ended before the last component's directory (the rest: user space) */
-    LKC_MAX,
-};
+/* indexes: enum fim_lookup_counter (events.h) */
 BPF_PERCPU_ARRAY(lookup_counters, u64, LKC_MAX);
 
 static __always_inline void lk_count(u32 counter)

@@ -1,17 +1,17 @@
 /* Process context captured in the kernel: sched_process_exec / _fork / _exit -> `proc_events`.
  *
- * Compiled after file_syscalls.c into the same object (see otel_fim/kernel/process_module.py), so
+ * Compiled after file_syscalls.c into the same object (see otel_fim/process/kernel_module.py), so
  * no name here may clash with it. Everything a short-lived process leaves behind is read here,
  * while the task still exists: executable, argv (from the new image's memory), credentials, start
  * time, parent and the names of the cgroups it runs in (user space derives container ids from
- * them). Offsets are BTF's (-DOFF_* from process_module.MEMBERS). */
+ * them). Offsets are BTF's (-DOFF_* from process/kernel_module.py MEMBERS). */
 #include "events.h"
 #include "kernel_access.h"
 
 BPF_RINGBUF_OUTPUT(proc_events, PROC_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(proc_scratch, struct fim_proc_event, 1);
-/* Per-CPU counters, index = type * 2 + {0: sent, 1: lost}. */
-BPF_PERCPU_ARRAY(proc_counters, u64, FIM_PROC_TYPE_MAX * 2);
+/* Per-CPU counters, index = type * FIM_PC_MAX + enum fim_proc_counter. */
+BPF_PERCPU_ARRAY(proc_counters, u64, FIM_PROC_TYPE_MAX * FIM_PC_MAX);
 
 static __always_inline void proc_count(u32 idx)
 {
@@ -97,10 +97,10 @@ static __always_inline void proc_emit(struct fim_proc_event *ev, u64 size)
     if (size > sizeof(*ev))
         size = sizeof(*ev);
     asm volatile("" : "+r"(size)); /* keep the clamp in the register the verifier checks */
-    u32 idx = ev->type * 2;
+    u32 idx = ev->type * FIM_PC_MAX + FIM_PC_SENT;
     if (proc_events.ringbuf_output(ev, size, 0) != 0)
-        idx += 1;
-    if (idx < FIM_PROC_TYPE_MAX * 2)
+        idx = ev->type * FIM_PC_MAX + FIM_PC_LOST;
+    if (idx < FIM_PROC_TYPE_MAX * FIM_PC_MAX)
         proc_count(idx);
 }
 

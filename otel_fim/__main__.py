@@ -1,3 +1,3 @@
-from otel_fim.cli import main
+from otel_fim.commands import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The agent's YAML config file: everything the `run` flags set, with flags overriding the file.
 
-    config = merge_cli(load_config(args.config) if args.config else AgentConfig(), args)
+    config = merge_cli(load_config(args.config) if args.config else AgentConfig(), args)  # commands.run
 
 `load_config` checks every key and type against the dataclasses below and reports a mistake as
 `FILE:LINE:COL: key: problem`, so a typo never silently falls back to a default. See
@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import re
 import types
@@ -229,7 +228,7 @@ class _Reader:
                 return None
             (inner,) = [a for a in args if a is not type(None)]
             return self.value(inner, node, key)
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             return self.dataclass(hint, node, f"{key}.")
         if origin is list:
             if isinstance(node, ScalarNode) and not _is_null(node) and args[0] is str:
@@ -273,70 +272,3 @@ class _Reader:
 
 def _is_null(node: Node) -> bool:
     return isinstance(node, ScalarNode) and node.tag == "tag:yaml.org,2002:null"
-
-
-# -- command line --------------------------------------------------------------------------------
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `merge_cli` reads that only this module defines (file and OTLP). Defaults are None:
-    an unset flag leaves the file's value alone."""
-    parser.add_argument("--config", metavar="FILE", help="YAML config file (flags override it)")
-    parser.add_argument("--state-dir", metavar="DIR", help=f"spool directory (default {DEFAULT_STATE_DIR})")
-    g = parser.add_argument_group("OTLP export (the standard OTEL_EXPORTER_OTLP_* variables apply too)")
-    g.add_argument("--otlp-endpoint", metavar="URL", help="collector base URL, e.g. http://collector:4318")
-    g.add_argument(
-        "--otlp-protocol", choices=PROTOCOLS, help="default: OTEL_EXPORTER_OTLP_PROTOCOL or http/protobuf"
-    )
-    g.add_argument("--otlp-header", action="append", metavar="KEY=VALUE", help="repeatable")
-    g.add_argument("--otlp-timeout", type=float, metavar="SECONDS")
-    g.add_argument("--otlp-insecure", action="store_true", default=None, help="gRPC without TLS")
-    g.add_argument("--metrics-interval", type=float, metavar="SECONDS", help="metric export interval")
-    g.add_argument("--no-metrics", action="store_true", default=None, help="do not export metrics")
-
-
-# CLI attribute -> config attribute path. Top-level fields with the same name map themselves.
-_CLI_MAP = {
-    "otlp_endpoint": "otlp.endpoint",
-    "otlp_protocol": "otlp.protocol",
-    "otlp_timeout": "otlp.timeout",
-    "otlp_insecure": "otlp.insecure",
-    "metrics_interval": "otlp.metrics_interval",
-}
-_LIST_FLAGS = {"rules", "outputs", "output"}
-
-
-def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
-    """A copy of `config` with every flag that was given (not None, not empty) applied over it."""
-    merged = dataclasses.replace(
-        config,
-        otlp=dataclasses.replace(config.otlp, spool=dataclasses.replace(config.otlp.spool)),
-        plugins=dataclasses.replace(config.plugins),
-        redaction=dataclasses.replace(config.redaction),
-    )
-    given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
-    for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "redaction", "source"):
-            value = given[name]
-            setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
-    if "output" in given:  # argparse's `--output` (append) lands in `output`
-        merged.outputs = list(given["output"])
-    for flag, dotted in _CLI_MAP.items():
-        if flag in given:
-            section, attr = dotted.split(".")
-            setattr(getattr(merged, section), attr, given[flag])
-    if "otlp_header" in given:
-        merged.otlp.headers = {**merged.otlp.headers, **_parse_headers(given["otlp_header"])}
-    if given.get("no_metrics"):
-        merged.otlp.metrics = False
-    return merged
-
-
-def _parse_headers(items: list[str]) -> dict[str, str]:
-    headers = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--otlp-header {item!r}: expected KEY=VALUE")
-        headers[key.strip()] = value.strip()
-    return headers

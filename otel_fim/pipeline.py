@@ -1,7 +1,8 @@
 """From a decoded kernel event to the outputs: rule evaluation, counting, fan-out.
 
 Runs on the ring-buffer consumer thread, so everything here is kept cheap; slow work (plugins,
-network export) happens behind queues in the stages it hands events to.
+network export) happens behind queues in the stages it hands events to. Its collaborators are
+given to the constructor; `otel_fim.wiring` is where they are chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from otel_fim.event import Event, EventType
+from otel_fim.export.attributes import FILE_ACCESSED_NAMESPACE
 from otel_fim.export.outputs import Output
 from otel_fim.export.record import log_record
 from otel_fim.rules.match import Match
@@ -27,8 +29,8 @@ class Evaluator(Protocol):
 
 
 class Stage(Protocol):
-    """Where matched events go when plugins are loaded (`otel_fim.plugin_stage.PluginStage`): it
-    enriches them off the consumer thread and calls `Pipeline.emit_now` itself."""
+    """Where matched events go when plugins are loaded (`otel_fim.plugin.stage.PluginStage`): it
+    enriches them off the consumer thread and hands them to the `Emitter` itself."""
 
     def submit(self, event: Event, matches: Sequence[Match]) -> None: ...
 
@@ -37,9 +39,16 @@ class Stage(Protocol):
     def close(self, timeout: float) -> None: ...
 
 
-# Called after an event matched nothing (the discarder stage learns from these).
-UnmatchedHook = Callable[[Event], None]
-# Called with every emitted event (metrics, plugins).
+class KernelFeedback(Protocol):
+    """What the pipeline tells the kernel filter (this event matched nothing: learn a discarder)
+    and asks of it (the other names of an event's file). See `otel_fim.kernel.feedback`."""
+
+    def learn(self, event: Event) -> None: ...
+
+    def aliases(self, event: Event) -> list[str]: ...
+
+
+# Called with every emitted event (metrics).
 EmittedHook = Callable[[Event, Sequence[Match], dict[str, Any]], None]
 
 
@@ -51,105 +60,31 @@ class UserCounters:
     prefiltered: Counter[EventType] = field(default_factory=Counter)  # failed the approvers here
     rule_matches: Counter[str] = field(default_factory=Counter)
     output_errors: int = 0
-    # The plugin stage (otel_fim.plugin_stage): hook exceptions, and matched events exported
+    # The plugin stage (otel_fim.plugin.stage): hook exceptions, and matched events exported
     # without enrichment because the plugin queue stayed full.
     plugin_errors: int = 0
     plugin_queue_overflow: int = 0
 
 
-def _at_path(event: Event, path: str) -> Event:
-    """The same event, with its file named `path` (another name of the same file)."""
-    return replace(event, file=replace(event.file, path=path))
+class Emitter:
+    """Builds an event's record, hands it to every output, then runs the `on_emitted` hooks.
+    Thread-safe: the consumer thread and the plugin worker (and its overflow path) both emit."""
 
-
-class Pipeline:
-    """With no rule set every event is emitted (the sensor-only mode); with one, only matches."""
-
-    def __init__(self, outputs: Sequence[Output], ruleset: Evaluator | None = None) -> None:
+    def __init__(
+        self,
+        outputs: Sequence[Output],
+        *,
+        on_emitted: Sequence[EmittedHook] = (),
+        counters: UserCounters | None = None,
+    ) -> None:
         self.outputs = list(outputs)
-        self._approvers: dict[EventType, Any] = {}
-        self.ruleset = ruleset
-        self.counters = UserCounters()
-        self.on_unmatched: list[UnmatchedHook] = []
-        self.on_emitted: list[EmittedHook] = []
-        # Process context etc., added only to events that may match (see handle).
-        self.enrich: Callable[[Event], Event] | None = None
-        # Other names of an event's file (hard links, bind mounts) rules may be written against.
-        self.aliases: Callable[[Event], list[str]] | None = None
-        # Set by the plugin manager: matched events are handed to it instead of the outputs.
-        self.stage: Stage | None = None
-        # Outputs may be called from the consumer thread and the plugin worker (on overflow).
-        self._emit_lock = threading.Lock()
+        self.on_emitted = tuple(on_emitted)
+        self.counters = counters if counters is not None else UserCounters()
+        self._lock = threading.Lock()
 
-    def handle(self, event: Event) -> None:
-        self.counters.evaluated[event.type] += 1
-        if self.ruleset is None:
-            self._emit(self._enriched(event), [])
-            return
-        if not self._may_match(event):
-            # Cheap first: the kernel keeps name-based calls it cannot resolve (rm /tmp/a/b); once
-            # resolved here, most fail the approvers and need no process context or evaluation.
-            self.counters.prefiltered[event.type] += 1
-            for hook in self.on_unmatched:
-                hook(event)
-            return
-        event = self._enriched(event)
-        matches = self.ruleset.evaluate(event)
-        if not matches and self.aliases is not None:
-            event, matches = self._evaluate_aliases(event)
-        if not matches:
-            for hook in self.on_unmatched:
-                hook(event)
-            return
-        self.counters.matched[event.type] += 1
-        self.counters.rule_matches.update(m.rule_id for m in matches)
-        self._emit(event, matches)
-
-    @property
-    def ruleset(self) -> Evaluator | None:
-        return self._ruleset
-
-    @ruleset.setter
-    def ruleset(self, ruleset: Evaluator | None) -> None:  # a rule reload
-        self._ruleset = ruleset
-        self._approvers.clear()
-
-    def _enriched(self, event: Event) -> Event:
-        return self.enrich(event) if self.enrich is not None else event
-
-    def _may_match(self, event: Event) -> bool:
-        """Can any rule match the event (or another name of its file)? Approvers are complete."""
-        approvers = self._approvers.get(event.type)
-        if approvers is None:
-            approvers = self._approvers[event.type] = self.ruleset.approvers(event.type)
-        if approvers.passes(event):
-            return True
-        aliases = self.aliases(event) if self.aliases is not None else []
-        return any(approvers.passes(_at_path(event, alias)) for alias in aliases)
-
-    def _evaluate_aliases(self, event: Event) -> tuple[Event, list[Match]]:
-        """Evaluate the event again under the other names of its file (hard link, bind mount)."""
-        assert self.ruleset is not None and self.aliases is not None
-        for alias in self.aliases(event):
-            accessed = event.file.path
-            aliased = _at_path(event, alias)
-            matches = self.ruleset.evaluate(aliased)
-            if matches:
-                aliased.extra = {**event.extra, "fim.file": {"accessed_path": accessed}}
-                return aliased, matches
-        return event, []
-
-    def _emit(self, event: Event, matches: Sequence[Match]) -> None:
-        stage = self.stage
-        if stage is not None and matches:
-            stage.submit(event, matches)
-        else:
-            self.emit_now(event, matches)
-
-    def emit_now(self, event: Event, matches: Sequence[Match]) -> dict[str, Any] | None:
-        """Build the record, hand it to every output, run the `on_emitted` hooks; returns the record
-        (None if it could not be built). Thread-safe: the consumer and the plugin worker call it."""
-        with self._emit_lock:
+    def emit(self, event: Event, matches: Sequence[Match]) -> dict[str, Any] | None:
+        """Returns the record (None if it could not be built)."""
+        with self._lock:
             try:
                 record = log_record(event, matches)
             except Exception:
@@ -173,7 +108,7 @@ class Pipeline:
 
     def end_batch(self) -> None:
         """After each sensor poll: the outputs write out what they buffered (see Output.end_batch)."""
-        with self._emit_lock:
+        with self._lock:
             for output in self.outputs:
                 end_batch = getattr(output, "end_batch", None)  # optional: unbuffered outputs need none
                 try:
@@ -183,21 +118,129 @@ class Pipeline:
                     self.counters.output_errors += 1
                     log.exception("output %r failed to write its buffer", output)
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait (at most `timeout` s) until the plugin stage handed every queued event to the
-        outputs; True when nothing is left. Without plugins there is nothing to wait for."""
-        return self.stage.drain(timeout) if self.stage is not None else True
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Drain the plugin stage (bounded by `timeout`) and stop it, then close the outputs."""
-        if self.stage is not None:
-            try:
-                self.stage.close(timeout)
-            except Exception:
-                log.exception("stopping the plugin stage failed")
-            self.stage = None
+    def close(self) -> None:
         for output in self.outputs:
             try:
                 output.close()
             except Exception:
                 log.exception("closing output %r failed", output)
+
+
+def _at_path(event: Event, path: str) -> Event:
+    """The same event, with its file named `path` (another name of the same file)."""
+    return replace(event, file=replace(event.file, path=path))
+
+
+class Pipeline:
+    """With no rule set every event is emitted (the sensor-only mode); with one, only matches.
+
+    emitter: builds records and feeds the outputs.
+    stage: where matched events go first when plugins are loaded (None: straight to the emitter).
+    enrich: adds the process context, only to events that may match (see handle).
+    feedback: the kernel filter's side: discarders learnt from unmatched events, and the other
+        names (hard links, bind mounts) of a file that rules may be written against.
+    """
+
+    def __init__(
+        self,
+        emitter: Emitter,
+        ruleset: Evaluator | None = None,
+        *,
+        stage: Stage | None = None,
+        enrich: Callable[[Event], Event] | None = None,
+        feedback: KernelFeedback | None = None,
+    ) -> None:
+        self.emitter = emitter
+        self.counters = emitter.counters
+        self._approvers: dict[EventType, Any] = {}
+        self.ruleset = ruleset
+        self._stage = stage
+        self._enrich = enrich
+        self._feedback = feedback
+
+    def handle(self, event: Event) -> None:
+        self.counters.evaluated[event.type] += 1
+        if self.ruleset is None:
+            self._emit(self._enriched(event), [])
+            return
+        if not self._may_match(event):
+            # Cheap first: the kernel keeps name-based calls it cannot resolve (rm /tmp/a/b); once
+            # resolved here, most fail the approvers and need no process context or evaluation.
+            self.counters.prefiltered[event.type] += 1
+            self._unmatched(event)
+            return
+        event = self._enriched(event)
+        matches = self.ruleset.evaluate(event)
+        if not matches and self._feedback is not None:
+            event, matches = self._evaluate_aliases(event)
+        if not matches:
+            self._unmatched(event)
+            return
+        self.counters.matched[event.type] += 1
+        self.counters.rule_matches.update(m.rule_id for m in matches)
+        self._emit(event, matches)
+
+    @property
+    def ruleset(self) -> Evaluator | None:
+        return self._ruleset
+
+    @ruleset.setter
+    def ruleset(self, ruleset: Evaluator | None) -> None:  # a rule reload
+        self._ruleset = ruleset
+        self._approvers.clear()
+
+    def _unmatched(self, event: Event) -> None:
+        if self._feedback is not None:
+            self._feedback.learn(event)
+
+    def _enriched(self, event: Event) -> Event:
+        return self._enrich(event) if self._enrich is not None else event
+
+    def _aliases(self, event: Event) -> list[str]:
+        return self._feedback.aliases(event) if self._feedback is not None else []
+
+    def _may_match(self, event: Event) -> bool:
+        """Can any rule match the event (or another name of its file)? Approvers are complete."""
+        assert self.ruleset is not None
+        approvers = self._approvers.get(event.type)
+        if approvers is None:
+            approvers = self._approvers[event.type] = self.ruleset.approvers(event.type)
+        if approvers.passes(event):
+            return True
+        return any(approvers.passes(_at_path(event, alias)) for alias in self._aliases(event))
+
+    def _evaluate_aliases(self, event: Event) -> tuple[Event, list[Match]]:
+        """Evaluate the event again under the other names of its file (hard link, bind mount)."""
+        assert self.ruleset is not None
+        for alias in self._aliases(event):
+            accessed = event.file.path
+            aliased = _at_path(event, alias)
+            matches = self.ruleset.evaluate(aliased)
+            if matches:
+                aliased.extra = {**event.extra, FILE_ACCESSED_NAMESPACE: {"accessed_path": accessed}}
+                return aliased, matches
+        return event, []
+
+    def _emit(self, event: Event, matches: Sequence[Match]) -> None:
+        if self._stage is not None and matches:
+            self._stage.submit(event, matches)
+        else:
+            self.emitter.emit(event, matches)
+
+    def end_batch(self) -> None:
+        self.emitter.end_batch()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait (at most `timeout` s) until the plugin stage handed every queued event to the
+        outputs; True when nothing is left. Without plugins there is nothing to wait for."""
+        return self._stage.drain(timeout) if self._stage is not None else True
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Drain the plugin stage (bounded by `timeout`) and stop it, then close the outputs."""
+        if self._stage is not None:
+            try:
+                self._stage.close(timeout)
+            except Exception:
+                log.exception("stopping the plugin stage failed")
+            self._stage = None
+        self.emitter.close()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ast
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,10 @@ from otel_fim.event import (
     XattrDetails,
 )
 from otel_fim.export import metrics as metrics_module
+from otel_fim.export.attributes import PLUGIN_PREFIX as ATTRIBUTE_PREFIX
 from otel_fim.export.endpoint import build_resource
 from otel_fim.export.metrics import STAGES, FimMetrics
 from otel_fim.export.record import SEVERITY_TEXT, log_record
-from otel_fim.plugin_api import ATTRIBUTE_PREFIX
 from otel_fim.rules.match import Match
 
 REPO = Path(__file__).parents[1]
@@ -173,11 +172,7 @@ MATCHES = [
 
 def plugin_attributes() -> set[str]:
     """Attributes the bundled plugins add, from their own functions run on a real file."""
-    sys.path.insert(0, str(REPO))
-    try:
-        from plugins import diff, hash  # noqa: A004 - the bundled plugin is called hash
-    finally:
-        sys.path.remove(str(REPO))
+    from otel_fim_plugins import diff, hash  # the bundled plugins' package (plugins/)
     keys = {f"diff.{k}" for k in diff.describe("/etc/x", b"a\n", b"b\n")}
     keys |= {f"diff.{k}" for k in diff.describe("/etc/x", b"a\n", b"a\n")}
     limit = diff._settings["max_diff_bytes"]

@@ -37,7 +37,7 @@ def sensor_events() -> Iterator[EventCollector]:
         kernel_unavailable("needs root to load BPF programs")
     try:
         collector = start_collector()
-    except Exception as exc:  # noqa: BLE001 - any load failure is the same verdict
+    except Exception as exc:
         kernel_unavailable(f"cannot load the sensor: {exc}")
         raise
     try:

@@ -89,7 +89,7 @@ def in_child(fn: Callable[[], object], comm: str = "fimtest") -> int:
         try:
             libc.prctl(PR_SET_NAME, comm.encode(), 0, 0, 0)
             fn()
-        except BaseException:  # noqa: BLE001 - report through the exit status
+        except BaseException:
             import traceback
 
             traceback.print_exc()

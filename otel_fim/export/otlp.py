@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord, ReadWriteLogRecord
+from opentelemetry.sdk._logs import LoggerProvider, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
@@ -128,7 +128,7 @@ class OtlpOutput:
         # The provider only supplies the resource and the instrumentation scope of our records;
         # no processor is attached, records go through the spool instead.
         self._provider = LoggerProvider(resource=resource or build_resource())
-        sdk_logger = self._provider.get_logger(SCOPE_NAME, otel_fim.__version__)
+        sdk_logger: Any = self._provider.get_logger(SCOPE_NAME, otel_fim.__version__)  # the SDK Logger
         self._resource = sdk_logger.resource
         self._scope = sdk_logger.instrumentation_scope
         self._metrics = metrics
@@ -235,7 +235,7 @@ class OtlpOutput:
             self._abort.wait(delay)
 
     def _export(self, batch: Sequence[SpooledRecord]) -> bool:
-        records: list[ReadableLogRecord] = []
+        records: list[Any] = []  # ReadWriteLogRecord: what the SDK exporters take (their hints say otherwise)
         kernel_ts: list[int] = []
         for row in batch:
             try:

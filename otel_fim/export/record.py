@@ -1,7 +1,8 @@
-"""The one shape every output shares: an OTLP-like log record built from an event and its matches.
+"""The record<->event mapping: the OTLP-like log record every output shares, built from an event and
+its matches (`log_record`), and read back into an event (`event_from_record`, for `rules test`).
 
 `jsonl` writes these dicts as they are and the OTLP exporter sends the same fields, so a jsonl line
-equals the OTLP record a Collector receives.
+equals the OTLP record a Collector receives. Attribute names come from `attributes.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,9 @@ from otel_fim.event import (
     AncestorInfo,
     ChmodDetails,
     ChownDetails,
+    ContainerInfo,
     DestinationDetails,
+    Details,
     Event,
     EventType,
     FileInfo,
@@ -28,6 +31,7 @@ from otel_fim.event import (
     TruncateDetails,
     XattrDetails,
 )
+from otel_fim.export import attributes as A
 from otel_fim.export import redact
 from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
@@ -117,30 +121,30 @@ def _details_attributes(event: Event) -> dict[str, Any]:
     d = event.details
     if isinstance(d, OpenDetails):
         return {
-            "fim.open.flags": d.flags,
-            "fim.open.flags_text": _flags_text(d.flags),
-            "fim.open.mode": _mode_text(d.mode),
+            A.OPEN_FLAGS: d.flags,
+            A.OPEN_FLAGS_TEXT: _flags_text(d.flags),
+            A.OPEN_MODE: _mode_text(d.mode),
         }
     if isinstance(d, ChmodDetails):
-        return {"fim.chmod.mode": _mode_text(d.mode)}
+        return {A.CHMOD_MODE: _mode_text(d.mode)}
     if isinstance(d, ChownDetails):
-        return {"fim.chown.uid": d.uid, "fim.chown.gid": d.gid}
+        return {A.CHOWN_UID: d.uid, A.CHOWN_GID: d.gid}
     if isinstance(d, DestinationDetails):
         dest = d.destination
-        attrs: dict[str, Any] = {"fim.file.destination.path": escape_name(dest.path)}
+        attrs: dict[str, Any] = {A.DESTINATION_PATH: escape_name(dest.path)}
         if event.type is EventType.SYMLINK:
-            attrs["file.symbolic_link.target_path"] = escape_name(dest.path)
+            attrs[A.SYMLINK_TARGET] = escape_name(dest.path)
         else:
-            attrs["fim.file.destination.name"] = escape_name(dest.name)
+            attrs[A.DESTINATION_NAME] = escape_name(dest.name)
             if dest.inode:
-                attrs["fim.file.destination.inode"] = str(dest.inode)
+                attrs[A.DESTINATION_INODE] = str(dest.inode)
         if dest.truncated:
-            attrs["fim.file.destination.truncated"] = True
+            attrs[A.DESTINATION_TRUNCATED] = True
         return attrs
     if isinstance(d, XattrDetails):
-        return {"fim.xattr.name": escape_name(d.name)}
+        return {A.XATTR_NAME: escape_name(d.name)}
     if isinstance(d, TruncateDetails):
-        return {"fim.truncate.length": d.length}
+        return {A.TRUNCATE_LENGTH: d.length}
     return {}
 
 
@@ -156,37 +160,37 @@ def _escaped(event: Event) -> bool:
 
 def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     p = event.process
-    attrs: dict[str, Any] = _file_attributes("file", event.file)
+    attrs: dict[str, Any] = _file_attributes(A.FILE, event.file)
     if event.file.dev:
-        attrs["fim.file.device"] = event.file.dev
+        attrs[A.FILE_DEVICE] = event.file.dev
     if event.file.mount_id:
-        attrs["fim.file.mount_id"] = event.file.mount_id
+        attrs[A.FILE_MOUNT_ID] = event.file.mount_id
     attrs.update(
         {
-            "process.pid": p.pid,
-            "thread.id": p.tid,
-            "process.parent_pid": p.ppid,
-            "process.executable.name": escape_name(p.comm),
-            "process.user.id": p.euid,
-            "process.real_user.id": p.uid,
-            "process.real_group.id": p.gid,
-            "user.id": str(p.euid),  # who acted: the effective user (semconv: a string)
-            "fim.event.type": event.type.value,
-            "fim.syscall": event.syscall,
-            "fim.retval": event.retval,
+            A.PROCESS_PID: p.pid,
+            A.THREAD_ID: p.tid,
+            A.PROCESS_PARENT_PID: p.ppid,
+            A.PROCESS_EXECUTABLE_NAME: escape_name(p.comm),
+            A.PROCESS_USER_ID: p.euid,
+            A.PROCESS_REAL_USER_ID: p.uid,
+            A.PROCESS_REAL_GROUP_ID: p.gid,
+            A.USER_ID: str(p.euid),  # who acted: the effective user (semconv: a string)
+            A.EVENT_TYPE: event.type.value,
+            A.SYSCALL: event.syscall,
+            A.RETVAL: event.retval,
         }
     )
     if p.cgroup_id:
-        attrs["fim.process.cgroup_id"] = p.cgroup_id
+        attrs[A.PROCESS_CGROUP_ID] = p.cgroup_id
     _add_shared(attrs, _process_context(p))
     if event.container is not None:
-        attrs["container.id"] = event.container.id
+        attrs[A.CONTAINER_ID] = event.container.id
         if event.container.runtime:
-            attrs["container.runtime.name"] = event.container.runtime
+            attrs[A.CONTAINER_RUNTIME] = event.container.runtime
     if event.file.truncated:
-        attrs["fim.path.truncated"] = True
+        attrs[A.PATH_TRUNCATED] = True
     if _escaped(event):
-        attrs["fim.path.escaped"] = True
+        attrs[A.PATH_ESCAPED] = True
     attrs.update(_details_attributes(event))
     if matches:
         _add_shared(attrs, _matched(matches).attributes)
@@ -238,33 +242,33 @@ def process_context_attributes(event: Event) -> dict[str, Any]:
 def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if p.executable is not None:
-        attrs["process.executable.path"] = escape_name(p.executable)
+        attrs[A.PROCESS_EXECUTABLE_PATH] = escape_name(p.executable)
     if p.argv is not None:
         args = redact.active().argv([escape_name(a) for a in p.argv])
-        attrs["process.command_args"] = args
-        attrs["process.command_line"] = shlex.join(args)
+        attrs[A.PROCESS_COMMAND_ARGS] = args
+        attrs[A.PROCESS_COMMAND_LINE] = shlex.join(args)
         if p.args_truncated:
-            attrs["fim.process.args_truncated"] = True
+            attrs[A.PROCESS_ARGS_TRUNCATED] = True
     if p.start_time_ns is not None:
-        attrs["process.creation.time"] = _iso8601(p.start_time_ns)
+        attrs[A.PROCESS_CREATION_TIME] = _iso8601(p.start_time_ns)
     if p.user_name is not None:
-        attrs["process.user.name"] = escape_name(p.user_name)
-        attrs["user.name"] = escape_name(p.user_name)
+        attrs[A.PROCESS_USER_NAME] = escape_name(p.user_name)
+        attrs[A.USER_NAME] = escape_name(p.user_name)
     if p.group_name is not None:
-        attrs["process.real_group.name"] = escape_name(p.group_name)
+        attrs[A.PROCESS_REAL_GROUP_NAME] = escape_name(p.group_name)
     if p.ancestors:
         # Parallel arrays, parent first: an ancestor's pid, name and executable share an index.
-        attrs["fim.process.ancestors.pid"] = [a.pid for a in p.ancestors]
-        attrs["fim.process.ancestors.name"] = [escape_name(a.comm) for a in p.ancestors]
-        attrs["fim.process.ancestors.executable.path"] = [
+        attrs[A.ANCESTORS_PID] = [a.pid for a in p.ancestors]
+        attrs[A.ANCESTORS_NAME] = [escape_name(a.comm) for a in p.ancestors]
+        attrs[A.ANCESTORS_EXECUTABLE_PATH] = [
             escape_name(a.executable or "") for a in p.ancestors
         ]
         parent = p.ancestors[0]
         if parent.executable is not None:
-            attrs["fim.process.parent.executable.path"] = escape_name(parent.executable)
+            attrs[A.PARENT_EXECUTABLE_PATH] = escape_name(parent.executable)
         if parent.argv is not None:
             parent_args = redact.active().argv([escape_name(a) for a in parent.argv])
-            attrs["fim.process.parent.command_line"] = shlex.join(parent_args)
+            attrs[A.PARENT_COMMAND_LINE] = shlex.join(parent_args)
     return attrs
 
 
@@ -303,18 +307,18 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         return {}
     first = sorted(matches, key=lambda m: -SEVERITIES.index(m.severity))[0]
     attrs: dict[str, Any] = {
-        "security_rule.name": first.rule_id,
-        "fim.rule.ids": [m.rule_id for m in matches],
-        "fim.rule.severity": first.severity,
+        A.RULE_NAME: first.rule_id,
+        A.RULE_IDS: [m.rule_id for m in matches],
+        A.RULE_SEVERITY: first.severity,
     }
     if first.description:
-        attrs["security_rule.description"] = first.description
+        attrs[A.RULE_DESCRIPTION] = first.description
     if first.ruleset:
-        attrs["security_rule.ruleset.name"] = first.ruleset
+        attrs[A.RULESET_NAME] = first.ruleset
     if first.category:
-        attrs["security_rule.category"] = first.category
+        attrs[A.RULE_CATEGORY] = first.category
     for key, value in sorted({k: v for m in reversed(matches) for k, v in m.tags.items()}.items()):
-        attrs[f"fim.rule.tags.{key}"] = str(value)
+        attrs[f"{A.RULE_TAGS}.{key}"] = str(value)
     return attrs
 
 
@@ -348,3 +352,117 @@ def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
         "body": summary(event, matches),
         "attributes": attributes(event, matches),
     }
+
+
+# -- record -> event: `otel-fim rules test` replays recorded output through a ruleset ---------------
+#
+# Lossy where the record is: modes were written without the file-type bits (`& 0o7777`), so rules
+# on `S_IFMT` bits of `file.mode` do not see them; a path the kernel truncated stays truncated.
+
+_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|n|t|r|\\)")
+_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+
+
+class RecordError(ValueError):
+    pass
+
+
+def unescape_name(text: str) -> str:
+    """Inverse of `record.escape_name`: `\\xNN` ≥ 0x80 was a non-UTF-8 byte (back to its surrogate)."""
+
+    def one(m: re.Match[str]) -> str:
+        code = m.group(1)
+        if code in _SIMPLE:
+            return _SIMPLE[code]
+        byte = int(code[1:], 16)
+        return chr(0xDC00 + byte) if byte >= 0x80 else chr(byte)
+
+    return _ESCAPE.sub(one, text)
+
+
+def _int(value: Any, default: int | None = None, base: int = 10) -> int | None:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise RecordError(f"expected a number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), base)
+    except ValueError:
+        raise RecordError(f"expected a number, got {value!r}") from None
+
+
+def _file(attrs: Mapping[str, Any], prefix: str) -> FileInfo:
+    return FileInfo(
+        path=unescape_name(str(attrs.get(f"{prefix}.path", ""))),
+        inode=_int(attrs.get(f"{prefix}.inode"), 0) or 0,
+        dev=_int(attrs.get(A.FILE_DEVICE), 0) or 0 if prefix == A.FILE else 0,
+        mount_id=_int(attrs.get(A.FILE_MOUNT_ID), 0) or 0 if prefix == A.FILE else 0,
+        mode=_int(attrs.get(f"{prefix}.mode"), None, 8),
+        uid=_int(attrs.get(f"{prefix}.owner.id")),
+        gid=_int(attrs.get(f"{prefix}.group.id")),
+        truncated=bool(attrs.get(A.PATH_TRUNCATED, False)) if prefix == A.FILE else False,
+    )
+
+
+def _details(event_type: EventType, attrs: Mapping[str, Any]) -> Details:
+    if event_type is EventType.OPEN:
+        return OpenDetails(
+            _int(attrs.get(A.OPEN_FLAGS), 0) or 0, _int(attrs.get(A.OPEN_MODE), 0, 8) or 0
+        )
+    if event_type is EventType.CHMOD:
+        return ChmodDetails(_int(attrs.get(A.CHMOD_MODE), 0, 8) or 0)
+    if event_type is EventType.CHOWN:
+        return ChownDetails(_int(attrs.get(A.CHOWN_UID), -1), _int(attrs.get(A.CHOWN_GID), -1))  # type: ignore[arg-type]
+    if event_type in (EventType.RENAME, EventType.LINK, EventType.SYMLINK):
+        path = attrs.get(A.DESTINATION_PATH, attrs.get(A.SYMLINK_TARGET, ""))
+        dest = FileInfo(
+            path=unescape_name(str(path)),
+            inode=_int(attrs.get(A.DESTINATION_INODE), 0) or 0,
+            truncated=bool(attrs.get(A.DESTINATION_TRUNCATED, False)),
+        )
+        return DestinationDetails(dest)
+    if event_type in (EventType.SETXATTR, EventType.REMOVEXATTR):
+        return XattrDetails(unescape_name(str(attrs.get(A.XATTR_NAME, ""))))
+    if event_type is EventType.TRUNCATE:
+        return TruncateDetails(_int(attrs.get(A.TRUNCATE_LENGTH), 0) or 0)
+    return None
+
+
+def event_from_record(record: Mapping[str, Any]) -> Event:
+    """A log record (with `attributes`) or a bare attribute mapping → Event. Raises RecordError."""
+    attrs = record.get("attributes", record)
+    if not isinstance(attrs, Mapping):
+        raise RecordError("'attributes' is not an object")
+    try:
+        event_type = EventType(attrs[A.EVENT_TYPE])
+    except KeyError:
+        raise RecordError("no 'fim.event.type' attribute") from None
+    except ValueError:
+        raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
+    if A.FILE_PATH not in attrs:
+        raise RecordError("no 'file.path' attribute")
+    process = ProcessInfo(
+        pid=_int(attrs.get(A.PROCESS_PID), 0) or 0,
+        tid=_int(attrs.get(A.THREAD_ID), 0) or 0,
+        ppid=_int(attrs.get(A.PROCESS_PARENT_PID), 0) or 0,
+        uid=_int(attrs.get(A.PROCESS_REAL_USER_ID), 0) or 0,
+        gid=_int(attrs.get(A.PROCESS_REAL_GROUP_ID), 0) or 0,
+        euid=_int(attrs.get(A.PROCESS_USER_ID), 0) or 0,
+        comm=unescape_name(str(attrs.get(A.PROCESS_EXECUTABLE_NAME, ""))),
+        cgroup_id=_int(attrs.get(A.PROCESS_CGROUP_ID), 0) or 0,
+    )
+    container = None
+    if A.CONTAINER_ID in attrs:
+        container = ContainerInfo(str(attrs[A.CONTAINER_ID]), str(attrs.get(A.CONTAINER_RUNTIME, "")))
+    return Event(
+        type=event_type,
+        syscall=str(attrs.get(A.SYSCALL, event_type.value)),
+        timestamp_ns=_int(record.get("timestamp"), 0) or 0,
+        retval=_int(attrs.get(A.RETVAL), 0) or 0,
+        process=process,
+        file=_file(attrs, A.FILE),
+        details=_details(event_type, attrs),
+        container=container,
+    )

@@ -29,6 +29,7 @@ from otel_fim.kernel.layout import (
     F_HOST_ROOT,
     F_JOINED,
     F_TRUNCATED,
+    FOLLOWS_LAST,
     SYSCALLS,
     FimEventHeader,
     FimFile,
@@ -44,7 +45,8 @@ _unpack_header = _LAYOUT.unpacker.unpack_from
 _FileFields = namedtuple("_FileFields", flat_layout(FimFile).names)  # type: ignore[misc]
 _FILE = slice(_LAYOUT.index("file.ino"), _LAYOUT.index("file.generation") + 1)
 _DEST = slice(_LAYOUT.index("dest.ino"), _LAYOUT.index("dest.generation") + 1)
-if _LAYOUT.names[_FILE] != tuple(f"file.{name}" for name in _FileFields._fields):
+_FILE_FIELD_NAMES: tuple[str, ...] = _FileFields._fields
+if _LAYOUT.names[_FILE] != tuple(f"file.{name}" for name in _FILE_FIELD_NAMES):
     raise ImportError("decoder: struct fim_file members are not contiguous in FimEventHeader")
 
 
@@ -60,13 +62,6 @@ def kernel_dev_to_user(dev: int) -> int:
 
 def _decode_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
-
-
-# Syscalls that act on the target when the name's last component is a symlink.
-FOLLOWS_LAST = frozenset(
-    {"truncate", "chmod", "fchmodat", "fchmodat2", "chown", "fchownat", "setxattr", "removexattr",
-     "utime", "utimes", "utimensat", "futimesat"}
-)  # fmt: skip
 
 
 def complete_joined_path(path: str, host_root: bool, follow_last: bool = False) -> str:

@@ -154,10 +154,10 @@ class KernelFilter:
             for prefix in plan.prefixes:
                 key = os.fsencode(prefix)[:PREFIX_MAX]
                 prefixes[key] = prefixes.get(key, 0) | bit
-        for name, mask in basenames.items():
-            self._basenames[FimBasenameKey(name)] = ctypes.c_uint32(mask)
-        for prefix, mask in prefixes.items():
-            self._prefixes[FimPrefixKey(len(prefix) * 8, prefix)] = ctypes.c_uint32(mask)
+        for name_key, mask in basenames.items():
+            self._basenames[FimBasenameKey(name_key)] = ctypes.c_uint32(mask)
+        for prefix_key, mask in prefixes.items():
+            self._prefixes[FimPrefixKey(len(prefix_key) * 8, prefix_key)] = ctypes.c_uint32(mask)
         self.refresh_inodes()
         for index, etype in enumerate(EVENT_TYPES):
             plan = self.plans[etype]

@@ -1,9 +1,16 @@
-"""Python mirror of bpf/events.h: the one place user space knows the kernel's event layout."""
+"""Python mirror of bpf/events.h: the one place user space knows the kernel/user contract.
+
+Every struct, enum (map indexes included) and #define of events.h has its mirror here, and the
+registries at the end (STRUCTS, ENUMS, CONSTANTS, MAPS) list them all: tests/kernel/test_layout.py
+generates a C program from them, compiles it with gcc against events.h and compares every offset,
+size and value; it fails when events.h declares something with no mirror. At load time the sensor
+compares bcc's map key/value sizes with MAPS (otel_fim/kernel/map_check.py).
+"""
 
 from __future__ import annotations
 
 import ctypes
-import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from otel_fim.event import EventType
@@ -14,6 +21,7 @@ EVENTS_H = BPF_DIR / "events.h"
 FIM_PATH_MAX = 4096
 FIM_XATTR_MAX = 256
 FIM_DATA_MAX = 2 * FIM_PATH_MAX + FIM_XATTR_MAX
+FIM_MAX_DEPTH = 96
 
 # enum fim_event_type order
 EVENT_TYPES: tuple[EventType, ...] = (
@@ -43,8 +51,20 @@ SYSCALLS: tuple[str, ...] = (
     "utime", "utimes", "utimensat", "futimesat",
 )  # fmt: skip
 
-# enum fim_counter order
+# Syscalls that act on a symlink's target when the name's last component is one (FIM_FOLLOWS_LAST).
+FOLLOWS_LAST = frozenset(
+    {"truncate", "chmod", "fchmodat", "fchmodat2", "chown", "fchownat", "setxattr", "removexattr",
+     "utime", "utimes", "utimensat", "futimesat"}
+)  # fmt: skip
+
+# enum fim_counter order (`counters` index = type * len(COUNTERS) + counter)
 COUNTERS: tuple[str, ...] = ("seen", "approver_dropped", "discarder_dropped", "sent", "lost")
+
+# enum fim_tail_program order: index in the `tail_calls` program array -> program
+TAIL_PROGRAMS: tuple[str, ...] = ("complete_call", "walk_path", "finish_path", "lookup_name")
+
+# enum fim_lookup_counter order (`lookup_counters` indexes)
+LOOKUP_COUNTERS: tuple[str, ...] = ("cache_hit", "scan_hit", "partial")
 
 # fim_file.flags
 F_TRUNCATED = 0x01
@@ -105,6 +125,15 @@ class FimEventHeader(ctypes.Structure):
 DATA_OFFSET = ctypes.sizeof(FimEventHeader)
 
 
+def _with_tail(header: type[ctypes.Structure], name: str, size: int) -> type[ctypes.Structure]:
+    """The whole C struct: `header` plus its trailing char array (sizes and the layout test)."""
+    fields = [*header._fields_, (name, ctypes.c_char * size)]
+    return type(header.__name__.removesuffix("Header"), (ctypes.Structure,), {"_fields_": fields})
+
+
+FimEvent = _with_tail(FimEventHeader, "data", FIM_DATA_MAX)
+
+
 class FimConfig(ctypes.Structure):
     _fields_ = [
         ("agent_tgid", ctypes.c_uint32),
@@ -112,19 +141,6 @@ class FimConfig(ctypes.Structure):
         ("armed", ctypes.c_uint32),
         ("_pad", ctypes.c_uint32),
     ]
-
-
-def c_enum_names(enum_name: str, header: Path = EVENTS_H) -> list[str]:
-    """Enumerator names of `enum <enum_name>` in events.h, in order (used by the layout test)."""
-    text = header.read_text()
-    body = re.search(r"enum\s+" + enum_name + r"\s*\{(.*?)\};", text, re.S)
-    if body is None:
-        raise ValueError(f"enum {enum_name} not found in {header}")
-    names = [
-        re.sub(r"=.*", "", item).strip()
-        for item in re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S).split(",")
-    ]
-    return [n for n in names if n]
 
 
 # --- Process events (bpf/process_events.c): struct fim_proc_event -------------------------------
@@ -136,6 +152,9 @@ FIM_CG_NAME_MAX = 128
 
 # enum fim_proc_event_type order
 PROC_EVENT_TYPES: tuple[str, ...] = ("exec", "fork", "exit")
+
+# enum fim_proc_counter order (`proc_counters` index = type * len(PROC_COUNTERS) + counter)
+PROC_COUNTERS: tuple[str, ...] = ("sent", "lost")
 
 # fim_proc_event.flags
 PF_ARGS_TRUNCATED = 0x01
@@ -176,11 +195,14 @@ class FimProcEventHeader(ctypes.Structure):
 
 
 PROC_ARGS_OFFSET = ctypes.sizeof(FimProcEventHeader)
+FimProcEvent = _with_tail(FimProcEventHeader, "args", FIM_PROC_ARGS_MAX)
 # An exit record stops before `filename`.
 PROC_EXIT_SIZE = FimProcEventHeader.filename.offset
 
 
 # ---- the kernel filter's maps (bpf/filters.h) ----
+# enum fim_policy_mode order
+POLICY_MODES: tuple[str, ...] = ("accept", "deny", "drop")
 POLICY_ACCEPT, POLICY_DENY, POLICY_DROP = 0, 1, 2
 BASENAME_KEY = 32
 PREFIX_MAX = 256
@@ -225,3 +247,110 @@ class FimDiscarder(ctypes.Structure):
 
 def type_bit(etype: EventType) -> int:
     return 1 << EVENT_TYPES.index(etype)
+
+
+# ---- the registries: everything above, by its C name --------------------------------------------
+
+# struct <name> of events.h -> its whole mirror
+STRUCTS: dict[str, type[ctypes.Structure]] = {
+    "fim_file": FimFile,
+    "fim_event": FimEvent,
+    "fim_policy": FimPolicy,
+    "fim_basename_key": FimBasenameKey,
+    "fim_prefix_key": FimPrefixKey,
+    "fim_inode_key": FimInodeKey,
+    "fim_inode_approver": FimInodeApprover,
+    "fim_discarder": FimDiscarder,
+    "fim_config": FimConfig,
+    "fim_cgroup_path": FimCgroupPath,
+    "fim_proc_event": FimProcEvent,
+}
+
+
+@dataclass(frozen=True)
+class CEnum:
+    """A C enum numbered 0, 1, ... in the order of `names`; enumerator = prefix + NAME.upper(),
+    then `count` (the number of names) when the enum has one."""
+
+    prefix: str
+    names: tuple[str, ...]
+    count: str | None
+
+    def enumerators(self) -> dict[str, int]:
+        values = {self.prefix + name.upper(): i for i, name in enumerate(self.names)}
+        if self.count:
+            values[self.count] = len(self.names)
+        return values
+
+
+ENUMS: dict[str, CEnum] = {
+    "fim_event_type": CEnum("FIM_", tuple(t.value for t in EVENT_TYPES), "FIM_TYPE_MAX"),
+    "fim_syscall": CEnum("SC_", SYSCALLS, "SC_MAX"),
+    "fim_counter": CEnum("FIM_C_", COUNTERS, "FIM_COUNTER_MAX"),
+    "fim_tail_program": CEnum("FIM_TAIL_", TAIL_PROGRAMS, "FIM_TAIL_MAX"),
+    "fim_lookup_counter": CEnum("LKC_", LOOKUP_COUNTERS, "LKC_MAX"),
+    "fim_policy_mode": CEnum("FIM_POLICY_", POLICY_MODES, None),
+    "fim_proc_event_type": CEnum("FIM_PROC_", PROC_EVENT_TYPES, "FIM_PROC_TYPE_MAX"),
+    "fim_proc_counter": CEnum("FIM_PC_", PROC_COUNTERS, "FIM_PC_MAX"),
+}
+
+
+def syscall_mask(names: frozenset[str]) -> int:
+    """Bit = enum fim_syscall, as the kernel tests a syscall against a set."""
+    return sum(1 << SYSCALLS.index(name) for name in names)
+
+
+# #define <name> of events.h -> its value
+CONSTANTS: dict[str, int] = {
+    "FIM_PATH_MAX": FIM_PATH_MAX,
+    "FIM_XATTR_MAX": FIM_XATTR_MAX,
+    "FIM_DATA_MAX": FIM_DATA_MAX,
+    "FIM_MAX_DEPTH": FIM_MAX_DEPTH,
+    "FIM_FOLLOWS_LAST": syscall_mask(FOLLOWS_LAST),
+    "FIM_F_TRUNCATED": F_TRUNCATED,
+    "FIM_F_FROM_DENTRY": F_FROM_DENTRY,
+    "FIM_F_JOINED": F_JOINED,
+    "FIM_F_HAS_INODE": F_HAS_INODE,
+    "FIM_F_RAW": F_RAW,
+    "FIM_F_UNREACHABLE": F_UNREACHABLE,
+    "FIM_F_HOST_ROOT": F_HOST_ROOT,
+    "FIM_BASENAME_KEY": BASENAME_KEY,
+    "FIM_PREFIX_MAX": PREFIX_MAX,
+    "FIM_STATE_REVISION": STATE_REVISION,
+    "FIM_PROC_PATH_MAX": FIM_PROC_PATH_MAX,
+    "FIM_PROC_ARGS_MAX": FIM_PROC_ARGS_MAX,
+    "FIM_CG_LEVELS": FIM_CG_LEVELS,
+    "FIM_CG_NAME_MAX": FIM_CG_NAME_MAX,
+    "FIM_PF_ARGS_TRUNCATED": PF_ARGS_TRUNCATED,
+    "FIM_PF_NO_MM": PF_NO_MM,
+}
+
+
+@dataclass(frozen=True)
+class MapMirror:
+    """A BPF map user space reads or writes: what its key and value are in Python, and how many
+    entries its indexes need (None: a capacity, not part of the contract)."""
+
+    name: str
+    source: str  # the program in bpf/ that declares it (directly or through a header)
+    key: type[ctypes._SimpleCData] | type[ctypes.Structure]
+    value: type[ctypes._SimpleCData] | type[ctypes.Structure]
+    entries: int | None = None
+
+
+_u32, _u64 = ctypes.c_uint32, ctypes.c_uint64
+MAPS: tuple[MapMirror, ...] = (
+    MapMirror("counters", "file_syscalls.c", _u32, _u64, len(EVENT_TYPES) * len(COUNTERS)),
+    MapMirror("event_scratch", "file_syscalls.c", _u32, FimEvent, 1),
+    MapMirror("config", "file_syscalls.c", _u32, FimConfig, 1),
+    MapMirror("tail_calls", "file_syscalls.c", _u32, _u32, len(TAIL_PROGRAMS)),
+    MapMirror("policies", "file_syscalls.c", _u32, FimPolicy, len(EVENT_TYPES)),
+    MapMirror("approver_basenames", "file_syscalls.c", FimBasenameKey, _u32),
+    MapMirror("approver_prefixes", "file_syscalls.c", FimPrefixKey, _u32),
+    MapMirror("approver_inodes", "file_syscalls.c", FimInodeKey, FimInodeApprover),
+    MapMirror("discarders", "file_syscalls.c", FimInodeKey, FimDiscarder),
+    MapMirror("filter_state", "file_syscalls.c", _u32, _u64),
+    MapMirror("lookup_counters", "file_syscalls.c", _u32, _u64, len(LOOKUP_COUNTERS)),
+    MapMirror("proc_scratch", "process_events.c", _u32, FimProcEvent, 1),
+    MapMirror("proc_counters", "process_events.c", _u32, _u64, len(PROC_EVENT_TYPES) * len(PROC_COUNTERS)),
+)

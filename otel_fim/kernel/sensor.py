@@ -23,7 +23,15 @@ from otel_fim.kernel.btf import Btf, BtfError
 from otel_fim.kernel.decoder import Decoder
 from otel_fim.kernel.headers import HeadersError
 from otel_fim.kernel.kernel_filter import KernelFilter
-from otel_fim.kernel.layout import BPF_DIR, COUNTERS, EVENT_TYPES, FimConfig
+from otel_fim.kernel.layout import (
+    BPF_DIR,
+    COUNTERS,
+    EVENT_TYPES,
+    LOOKUP_COUNTERS,
+    TAIL_PROGRAMS,
+    FimConfig,
+)
+from otel_fim.kernel.map_check import map_mismatches
 from otel_fim.kernel.module import KernelModule
 from otel_fim.kernel.offsets import MEMBERS, cflags, name_lookup_constants, read_offsets
 from otel_fim.kernel.ring_reader import RingReader
@@ -35,14 +43,6 @@ log = logging.getLogger(__name__)
 # hold what arrives between two reads of the sensor (every REFILL_EVERY records handled, a few
 # ms); bursts queue in the user-space backlog. Measured (bench, burst): 50,000/s for 10 s, 0 lost.
 DEFAULT_RINGBUF_PAGES = 1024
-
-
-# Index in the `tail_calls` program array -> program (TAIL_* in file_syscalls.c).
-TAIL_PROGRAMS = ("complete_call", "walk_path", "finish_path", "lookup_name")
-
-
-# lookup_counters indexes (enum lk_counter in bpf/name_lookup.h).
-LOOKUP_COUNTERS = ("cache_hit", "scan_hit", "partial")
 
 # Records handed over per poll() call at most (see Sensor.poll).
 POLL_BUDGET = 2048
@@ -127,7 +127,7 @@ class Sensor:
         self.options = options or SensorOptions()
         self.modules = list(modules)
         self._on_event = on_event
-        self._bpf = None
+        self._bpf: Any = None  # bcc.BPF once started (bcc ships no type information)
         self._decoder = Decoder()
         self.offsets: dict[str, int] = {}
         self.name_lookup: dict[str, int] = {}  # FIM_NAME_LOOKUP and, when 1, its constants
@@ -186,6 +186,12 @@ class Sensor:
             raise SensorError(
                 f"cannot load the BPF programs from {opts.bpf_dir}: {exc}{_root_hint()}"
             ) from exc
+        mismatches = map_mismatches(self._bpf, sources)
+        if mismatches:
+            self.stop()
+            raise SensorError(
+                "bpf/events.h and otel_fim/kernel/layout.py disagree: " + "; ".join(mismatches)
+            )
         try:
             tail_calls = self._bpf[b"tail_calls"]
             for index, name in enumerate(TAIL_PROGRAMS):
@@ -272,7 +278,7 @@ class Sensor:
             log.exception("handling a %s event failed", event.type.value)
 
     def lookup_counters(self) -> dict[str, int]:
-        """How the kernel's name lookups went (LKC_* in bpf/name_lookup.h), summed over CPUs."""
+        """How the kernel's name lookups went (enum fim_lookup_counter in bpf/events.h), summed over CPUs."""
         if self._bpf is None or not self.name_lookup.get("FIM_NAME_LOOKUP"):
             return {}
         table = self._bpf[b"lookup_counters"]

@@ -54,7 +54,7 @@ def _flatten(struct_type: type[ctypes.Structure], prefix: str) -> tuple[list[str
     codes: list[str] = []
     names: list[str] = []
     pos = 0
-    for name, ctype in struct_type._fields_:
+    for name, ctype, *_bits in struct_type._fields_:
         member = getattr(struct_type, name)
         if member.offset > pos:
             codes.append(f"{member.offset - pos}x")

@@ -307,9 +307,8 @@ def read_proc(pid: int, proc: str = "/proc") -> ProcessRecord | None:
     except OSError:
         pass
     try:
-        exe: str | None = os.readlink(f"{base}/exe")
-        if exe.endswith(" (deleted)"):
-            exe = exe[: -len(" (deleted)")]
+        link = os.readlink(f"{base}/exe")
+        exe: str | None = link.removesuffix(" (deleted)")
     except OSError:
         exe = None  # kernel thread, or no permission
     v2 = v1 = ""

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from otel_fim.event import AncestorInfo, ContainerInfo, Event
 from otel_fim.kernel.decoder import boot_to_epoch_offset_ns
-from otel_fim.kernel.process_module import ProcessModule
 from otel_fim.process.cache import DEFAULT_MAX_DEPTH, ProcessCache, ProcessRecord
+from otel_fim.process.kernel_module import ProcessModule
 from otel_fim.process.users import UserNames
 
 # Snapshots kept at most (one per process image that had a file event since the last change).

@@ -21,13 +21,14 @@ _EXPORTS = {
     "RuleError": "otel_fim.rules.errors",
     "PolicyError": "otel_fim.rules.errors",
     "Match": "otel_fim.rules.match",
-    "register_field": "otel_fim.rules.fields",
+    "FieldRegistry": "otel_fim.rules.fields",
+    "standard_fields": "otel_fim.rules.field_catalog",
     "FieldType": "otel_fim.rules.fields",
-    "event_from_record": "otel_fim.rules.recorded",
 }
 
 __all__ = [
     "Approvers",
+    "FieldRegistry",
     "FieldType",
     "Match",
     "PathSet",
@@ -35,16 +36,15 @@ __all__ = [
     "Rule",
     "RuleError",
     "RuleSet",
-    "event_from_record",
-    "register_field",
+    "standard_fields",
 ]
 
 if TYPE_CHECKING:
     from otel_fim.rules.approvers import Approvers, PathSet
     from otel_fim.rules.errors import PolicyError, RuleError
-    from otel_fim.rules.fields import FieldType, register_field
+    from otel_fim.rules.field_catalog import standard_fields
+    from otel_fim.rules.fields import FieldRegistry, FieldType
     from otel_fim.rules.match import Match
-    from otel_fim.rules.recorded import event_from_record
     from otel_fim.rules.ruleset import Rule, RuleSet
 
 

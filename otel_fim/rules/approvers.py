@@ -22,6 +22,7 @@ destination carries a destination approver (`fim.write` on rename/link yields bo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from otel_fim.constants import O_ACCMODE
 from otel_fim.event import Event, EventType
@@ -187,11 +188,12 @@ def _path_leaf(op: str, right: object, name: str) -> PathSet | str:
     out = PathSet()
     for item in items:
         if isinstance(item, Const) and isinstance(item.value, str):
-            got: PathSet | None = PathSet(paths=frozenset([item.value]))
+            got = PathSet(paths=frozenset([item.value]))
         elif isinstance(item, Pattern) and not item.is_regex:
-            got = _glob_set(item.text)
-            if got is None:
+            glob = _glob_set(item.text)
+            if glob is None:
                 return f"glob '{item.text}' on {name} has no fixed directory or basename"
+            got = glob
         elif isinstance(item, Pattern):
             return f"regex on {name}"
         else:
@@ -356,13 +358,13 @@ def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) ->
     if event_type is EventType.OPEN and all(f.gate is not None for _, f in filters):
         for _, f in filters:
             gate = f.gate if gate is None else gate.union(f.gate)  # type: ignore[arg-type]
-    flags = {"flags_any": gate.any, "allow_rdonly": gate.rdonly} if gate is not None else {}
+    flags: dict[str, Any] = {"flags_any": gate.any, "allow_rdonly": gate.rdonly} if gate is not None else {}
     open_paths = [(rid, f) for rid, f in filters if f.paths is None]
     if open_paths:
         reason = "; ".join(f"rule '{rid}': {f.why}" for rid, f in open_paths[:3])
         if len(open_paths) > 3:
             reason += f"; and {len(open_paths) - 3} more rules"
-        return Approvers(event_type, True, reason, **flags)  # type: ignore[arg-type]
+        return Approvers(event_type, True, reason, **flags)
     total = PathFilter()
     for _, f in filters:
         total = total.union(f.paths)  # type: ignore[arg-type]
@@ -377,4 +379,4 @@ def build_approvers(event_type: EventType, filters: list[tuple[str, Filter]]) ->
         fs.ancestor_dirs,
         total.destination,
         **flags,
-    )  # type: ignore[arg-type]
+    )

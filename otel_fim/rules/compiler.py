@@ -15,10 +15,16 @@ from dataclasses import dataclass
 from otel_fim.constants import ALL_CONSTANTS as _SHARED_CONSTANTS
 from otel_fim.constants import O_ACCMODE, OPEN_FLAGS, OPEN_WRITE_MASK
 from otel_fim.event import EventType
-from otel_fim.rules import fields as registry
 from otel_fim.rules import parser as syn
 from otel_fim.rules.errors import ExpressionError
-from otel_fim.rules.fields import PSEUDO_PREFIX, WRITE_FIELDS, WRITE_SIDES, FieldType
+from otel_fim.rules.fields import (
+    PSEUDO_PREFIX,
+    WRITE_FIELDS,
+    WRITE_SIDES,
+    FieldRegistry,
+    FieldType,
+    pseudo_names,
+)
 from otel_fim.rules.ir import (
     MIRROR,
     ORDERING,
@@ -72,8 +78,9 @@ def _suggest(name: str, candidates: list[str]) -> str:
 
 
 class _Resolver:
-    def __init__(self, macros: Mapping[str, MacroDef]):
+    def __init__(self, macros: Mapping[str, MacroDef], fields: FieldRegistry):
         self.macros = macros
+        self.fields = fields
         self.types: dict[str, int] = {}  # event type (or WRITE) -> where it was first used
         self.stack: list[str] = []  # macros being inlined, for cycle detection
         self.at: int | None = None  # position override while inside a macro
@@ -91,7 +98,7 @@ class _Resolver:
 
     def _unknown(self, node: syn.Name) -> ExpressionError:
         name = node.name
-        candidates = [*registry.all_fields(), *registry.pseudo_names(), *self.macros, *ALL_CONSTANTS]
+        candidates = [*self.fields.names(), *pseudo_names(), *self.macros, *ALL_CONSTANTS]
         if name.isupper() or name.startswith(("O_", "S_")):
             what = "constant"
         elif "." in name:
@@ -146,7 +153,7 @@ class _Resolver:
         name = node.name
         if name in ALL_CONSTANTS:
             return Const(ALL_CONSTANTS[name], FieldType.INT, self.pos(node))
-        field = registry.lookup(name)
+        field = self.fields.lookup(name)
         if field is not None:
             if field.event_type is not None:
                 self._note_type(field.event_type.value, node)
@@ -309,20 +316,20 @@ def _event_kind(types: dict[str, int], whole: int) -> EventType | str:
     return kind if kind == WRITE else EventType(kind)
 
 
-def _substitute(cond: Cond, event_type: EventType, side: str) -> Cond:
+def _substitute(cond: Cond, event_type: EventType, side: str, fields: FieldRegistry) -> Cond:
     def val(v: Value) -> Value:
         if isinstance(v, WriteRef):
-            return FieldRef(registry.write_field(event_type, side, v.attr), v.pos)
+            return FieldRef(fields.write_field(event_type, side, v.attr), v.pos)
         if isinstance(v, BitExpr):
             return BitExpr(v.op, val(v.left), val(v.right), v.pos)
         return v
 
     if isinstance(cond, AllOf):
-        return AllOf(tuple(_substitute(c, event_type, side) for c in cond.items))
+        return AllOf(tuple(_substitute(c, event_type, side, fields) for c in cond.items))
     if isinstance(cond, AnyOf):
-        return AnyOf(tuple(_substitute(c, event_type, side) for c in cond.items))
+        return AnyOf(tuple(_substitute(c, event_type, side, fields) for c in cond.items))
     if isinstance(cond, Negate):
-        return Negate(_substitute(cond.item, event_type, side))
+        return Negate(_substitute(cond.item, event_type, side, fields))
     if isinstance(cond, BoolValue) and isinstance(cond.ref, WriteRef):
         ref = val(cond.ref)
         assert isinstance(ref, FieldRef)
@@ -333,40 +340,44 @@ def _substitute(cond: Cond, event_type: EventType, side: str) -> Cond:
     return cond
 
 
-def _write_open_gate() -> Cond:
-    flags = FieldRef(registry.lookup("open.flags"), 0)  # type: ignore[arg-type]
+def _write_open_gate(fields: FieldRegistry) -> Cond:
+    open_flags = fields.lookup("open.flags")
+    assert open_flags is not None, "open.flags is a standard field"
+    flags = FieldRef(open_flags, 0)
     masked = BitExpr("&", flags, Const(WRITE_OPEN_FLAGS, FieldType.INT, 0), 0)
     zero = Const(0, FieldType.INT, 0)
     return Cmp("!=", masked, zero, 0, make_predicate("!=", zero, False))
 
 
-def expand_write(cond: Cond) -> dict[EventType, Cond]:
+def expand_write(cond: Cond, fields: FieldRegistry) -> dict[EventType, Cond]:
     """fim.write.* → one condition per modifying event type. Where an event has two written names
     (rename, link), the rule matches if it matches with either; an open must modify its file."""
     out: dict[EventType, Cond] = {}
     for event_type, sides in WRITE_SIDES.items():
-        variants = tuple(_substitute(cond, event_type, side) for side in sides)
+        variants = tuple(_substitute(cond, event_type, side, fields) for side in sides)
         expanded: Cond = variants[0] if len(variants) == 1 else AnyOf(variants)
         if event_type is EventType.OPEN:
-            expanded = AllOf((_write_open_gate(), expanded))
+            expanded = AllOf((_write_open_gate(fields), expanded))
         out[event_type] = expanded
     return out
 
 
-def compile_expression(text: str, macros: Mapping[str, MacroDef]) -> CompiledExpression:
+def compile_expression(
+    text: str, macros: Mapping[str, MacroDef], fields: FieldRegistry
+) -> CompiledExpression:
     """Parse, check and expand a rule expression. Raises ExpressionError."""
-    resolver = _Resolver(macros)
+    resolver = _Resolver(macros, fields)
     cond = resolver.cond(syn.parse(text))
     kind = _event_kind(resolver.types, len(text) - len(text.lstrip()))
     if kind == WRITE:
-        return CompiledExpression(WRITE, expand_write(cond))
+        return CompiledExpression(WRITE, expand_write(cond, fields))
     assert isinstance(kind, EventType)
     return CompiledExpression(kind, {kind: cond})
 
 
-def check_macro(text: str, macros: Mapping[str, MacroDef]) -> None:
+def check_macro(text: str, macros: Mapping[str, MacroDef], fields: FieldRegistry) -> None:
     """A condition macro on its own: names, types, and not two event types at once."""
-    resolver = _Resolver(macros)
+    resolver = _Resolver(macros, fields)
     resolver.cond(syn.parse(text))
     if len(resolver.types) > 1:
         _event_kind(resolver.types, 0)

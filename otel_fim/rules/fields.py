@@ -6,15 +6,15 @@ no mode, an event outside a container has no `container.id`); see `compiler` for
 
 `key` tells the static analyses (approvers, discarders) what a field means: "file.path", "file.name",
 "destination.path", "destination.name" or "open.flags". A field without a key is opaque to them,
-which is always sound: it never proves nor filters anything. Later stages add fields with
-`register_field` (process ancestry, plugins); list-valued fields (type STR_LIST) match when any
-element matches.
+which is always sound: it never proves nor filters anything. The built-in fields (file, process,
+container) are defined in `field_catalog`; plugins add theirs to an agent's own copy of the registry.
+List-valued fields (type STR_LIST) match when any element matches.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from otel_fim.event import Event, EventType
@@ -50,40 +50,65 @@ class Field:
     doc: str = ""
 
 
-_FIELDS: dict[str, Field] = {}
+class FieldRegistry:
+    """The fields one rule compiler knows. The standard set (`field_catalog.standard_fields()`) is
+    frozen and shared; an agent that loads plugins extends a copy (`extended()`), so plugin fields
+    never leak into another agent, test or `rules check` run in the same process."""
 
+    def __init__(self, fields: dict[str, Field] | None = None, *, frozen: bool = False) -> None:
+        self._fields: dict[str, Field] = dict(fields or {})
+        self._frozen = frozen
 
-def register_field(
-    name: str,
-    type: FieldType | str,
-    getter: Getter,
-    event_type: EventType | str | None = None,
-    key: str | None = None,
-    doc: str = "",
-    replace: bool = False,
-) -> Field:
-    if name in _FIELDS and not replace:
-        raise ValueError(f"field {name!r} is already registered")
-    if name.startswith(PSEUDO_PREFIX):
-        raise ValueError(f"{PSEUDO_PREFIX}* names are reserved for the write expansion")
-    field = Field(
-        name,
-        FieldType(type),
-        getter,
-        EventType(event_type) if event_type is not None else None,
-        key,
-        doc,
-    )
-    _FIELDS[name] = field
-    return field
+    def register(
+        self,
+        name: str,
+        type: FieldType | str,
+        getter: Getter,
+        event_type: EventType | str | None = None,
+        key: str | None = None,
+        doc: str = "",
+    ) -> Field:
+        if self._frozen:
+            raise ValueError(f"cannot add {name!r}: this field registry is frozen (use extended())")
+        if name in self._fields:
+            raise ValueError(f"field {name!r} is already registered")
+        if name.startswith(PSEUDO_PREFIX):
+            raise ValueError(f"{PSEUDO_PREFIX}* names are reserved for the write expansion")
+        field = Field(
+            name,
+            FieldType(type),
+            getter,
+            EventType(event_type) if event_type is not None else None,
+            key,
+            doc,
+        )
+        self._fields[name] = field
+        return field
 
+    def freeze(self) -> FieldRegistry:
+        self._frozen = True
+        return self
 
-def lookup(name: str) -> Field | None:
-    return _FIELDS.get(name)
+    def extended(self) -> FieldRegistry:
+        """A mutable copy (plugins add their fields to it)."""
+        return FieldRegistry(self._fields)
 
+    def lookup(self, name: str) -> Field | None:
+        return self._fields.get(name)
 
-def all_fields() -> dict[str, Field]:
-    return dict(_FIELDS)
+    def __contains__(self, name: str) -> bool:
+        return name in self._fields
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(self._fields.values())
+
+    def names(self) -> list[str]:
+        return list(self._fields)
+
+    def write_field(self, event_type: EventType, side: str, attr: str) -> Field:
+        """The concrete field `fim.write.file.<attr>` stands for on one side of one event type."""
+        middle = "file" if side == "file" else "file.destination"
+        return self._fields[f"{event_type.value}.{middle}.{attr}"]
 
 
 # --- fim.write: the pseudo event type every modifying event expands to ---------------------------
@@ -105,84 +130,5 @@ WRITE_SIDES: dict[EventType, tuple[str, ...]] = {
 }
 
 
-def write_field(event_type: EventType, side: str, attr: str) -> Field:
-    """The concrete field `fim.write.file.<attr>` stands for on one side of one event type."""
-    middle = "file" if side == "file" else "file.destination"
-    field = _FIELDS[f"{event_type.value}.{middle}.{attr}"]
-    return field
-
-
 def pseudo_names() -> list[str]:
     return [f"{PSEUDO_PREFIX}file.{attr}" for attr in WRITE_FIELDS]
-
-
-# --- the built-in fields ---------------------------------------------------------------------------
-
-
-def _detail(attr: str) -> Getter:
-    return lambda e: getattr(e.details, attr, None)
-
-
-def _destination(attr: str) -> Getter:
-    def get(e: Event) -> object:
-        dest = getattr(e.details, "destination", None)
-        return None if dest is None else getattr(dest, attr)
-
-    return get
-
-
-def _container_id(e: Event) -> str | None:
-    return e.container.id if e.container is not None else None
-
-
-def _register_builtins() -> None:
-    S, I = FieldType.STR, FieldType.INT  # noqa: E741 - short names keep the table readable
-    for t in EventType:
-        p = t.value
-        register_field(f"{p}.file.path", S, lambda e: e.file.path, t, "file.path", "the file's path")
-        register_field(f"{p}.file.name", S, lambda e: e.file.name, t, "file.name", "its last level")
-        register_field(f"{p}.file.inode", I, lambda e: e.file.inode, t, "file.inode", "inode number")
-        register_field(f"{p}.file.mode", I, lambda e: e.file.mode, t, None, "st_mode (None if absent)")
-        register_field(f"{p}.file.uid", I, lambda e: e.file.uid, t, None, "owner uid")
-        register_field(f"{p}.file.gid", I, lambda e: e.file.gid, t, None, "owner gid")
-        register_field(f"{p}.retval", I, lambda e: e.retval, t, None, ">= 0 success, else -errno")
-
-    o = EventType.OPEN
-    register_field("open.flags", I, _detail("flags"), o, "open.flags", "O_* flags")
-    register_field("open.file.destination.mode", I, _detail("mode"), o, None, "create mode")
-    register_field("chmod.file.destination.mode", I, _detail("mode"), EventType.CHMOD, None, "new mode")
-    register_field(
-        "chown.file.destination.uid", I, _detail("uid"), EventType.CHOWN, None, "new uid; -1 keeps"
-    )
-    register_field(
-        "chown.file.destination.gid", I, _detail("gid"), EventType.CHOWN, None, "new gid; -1 keeps"
-    )
-    for t in (EventType.RENAME, EventType.LINK):
-        p = t.value
-        register_field(
-            f"{p}.file.destination.path", S, _destination("path"), t, "destination.path", "new path"
-        )
-        register_field(
-            f"{p}.file.destination.name", S, _destination("name"), t, "destination.name", "new name"
-        )
-        register_field(f"{p}.file.destination.inode", I, _destination("inode"), t, None, "new inode")
-    register_field(
-        "symlink.file.destination.path", S, _destination("path"), EventType.SYMLINK, "destination.path",
-        "the link's target, as written (not resolved)",
-    )  # fmt: skip
-    for t in (EventType.SETXATTR, EventType.REMOVEXATTR):
-        register_field(f"{t.value}.file.destination.name", S, _detail("name"), t, None, "the xattr name")
-
-    register_field("process.pid", I, lambda e: e.process.pid, doc="process id (tgid)")
-    register_field("process.ppid", I, lambda e: e.process.ppid, doc="parent process id")
-    register_field("process.uid", I, lambda e: e.process.uid, doc="real uid")
-    register_field("process.gid", I, lambda e: e.process.gid, doc="real gid")
-    register_field("process.euid", I, lambda e: e.process.euid, doc="effective uid")
-    register_field("process.comm", S, lambda e: e.process.comm, doc="command name (15 chars max)")
-    register_field("container.id", S, _container_id, doc="container id; None outside containers")
-
-
-_register_builtins()
-
-# Process-context fields (process.file.path, process.ancestors.*, ...) are part of the language.
-import otel_fim.process.fields  # noqa: E402,F401

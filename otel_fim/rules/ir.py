@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from otel_fim.rules.fields import Field, FieldType
 from otel_fim.rules.glob import compile_glob, is_glob
@@ -91,7 +92,7 @@ class Cmp:
     right: Value | Pattern | tuple[Item, ...]
     pos: int
     # The positive form's predicate over the left value, when the right side is constant.
-    pred: Callable[[object], bool] | None = None
+    pred: Callable[[Any], bool] | None = None
 
     @property
     def negated(self) -> bool:
@@ -135,7 +136,7 @@ Cond = Cmp | AllOf | AnyOf | Negate | Truth | BoolValue
 # --- predicates ---------------------------------------------------------------------------------
 
 
-def _scalar_predicate(op: str, right: Const | Pattern | tuple[Item, ...]) -> Callable[[object], bool]:
+def _scalar_predicate(op: str, right: Const | Pattern | tuple[Item, ...]) -> Callable[[Any], bool]:
     if op == "==":
         assert isinstance(right, Const)
         v = right.value
@@ -171,13 +172,13 @@ def _scalar_predicate(op: str, right: Const | Pattern | tuple[Item, ...]) -> Cal
 
 def make_predicate(
     op: str, right: Const | Pattern | tuple[Item, ...], list_valued: bool
-) -> Callable[[object], bool]:
+) -> Callable[[Any], bool]:
     """The positive predicate of `op` against a constant right side; list values match if any
     element does."""
     pred = _scalar_predicate(NEGATED.get(op, op), right)
     if not list_valued:
         return pred
-    return lambda xs: xs is not None and any(pred(x) for x in xs)  # type: ignore[attr-defined]
+    return lambda xs: xs is not None and any(pred(x) for x in xs)
 
 
 def field_of(value: Value) -> FieldRef | WriteRef | None:

@@ -167,51 +167,56 @@ def _unquote(text: str) -> str:
         return pyast.literal_eval(text)
 
 
+def _at(tok: Token) -> int:
+    """A token's offset (lark types it Optional; the tokens built here always have one)."""
+    return tok.start_pos or 0
+
+
 @v_args(inline=True)
 class _Build(Transformer):
     def name(self, tok: Token) -> Node:
-        return Name(tok.start_pos, str(tok))
+        return Name(_at(tok), str(tok))
 
     def number(self, tok: Token) -> Node:
         try:
-            return Int(tok.start_pos, _parse_int(str(tok)))
+            return Int(_at(tok), _parse_int(str(tok)))
         except ValueError:
             raise ExpressionError(
-                f"bad number {str(tok)!r} (a leading 0 means octal)", tok.start_pos
+                f"bad number {str(tok)!r} (a leading 0 means octal)", _at(tok)
             ) from None
 
     def string(self, tok: Token) -> Node:
         try:
-            return Str(tok.start_pos, _unquote(str(tok)))
+            return Str(_at(tok), _unquote(str(tok)))
         except (ValueError, SyntaxError):
             raise ExpressionError(
-                'bad escape in string (write \\\\ for a backslash, or use a regex r"...")', tok.start_pos
+                'bad escape in string (write \\\\ for a backslash, or use a regex r"...")', _at(tok)
             ) from None
 
     def regex(self, tok: Token) -> Node:
-        return Regex(tok.start_pos, _unquote(str(tok)))
+        return Regex(_at(tok), _unquote(str(tok)))
 
     def boolean(self, tok: Token) -> Node:
-        return Bool(tok.start_pos, str(tok) == "true")
+        return Bool(_at(tok), str(tok) == "true")
 
     def paren(self, _l: Token, inner: Node, _r: Token) -> Node:
         return inner
 
     def list_(self, lsqb: Token, *rest: object) -> Node:
         items = tuple(x for x in rest if isinstance(x, Node))
-        return ListLit(lsqb.start_pos, items)
+        return ListLit(_at(lsqb), items)
 
     def bitop(self, left: Node, op: Token, right: Node) -> Node:
         return BitOp(left.pos, str(op), left, right)
 
     def compare(self, left: Node, op: Token, right: Node) -> Node:
-        return Compare(left.pos, str(op), left, right, op.start_pos)
+        return Compare(left.pos, str(op), left, right, _at(op))
 
     def not_in(self, left: Node, not_tok: Token, _in: Token, right: Node) -> Node:
-        return Compare(left.pos, "not in", left, right, not_tok.start_pos)
+        return Compare(left.pos, "not in", left, right, _at(not_tok))
 
     def not_(self, tok: Token, operand: Node) -> Node:
-        return Not(tok.start_pos, operand)
+        return Not(_at(tok), operand)
 
     def and_(self, left: Node, _op: Token, right: Node) -> Node:
         return And(left.pos, left, right)
@@ -255,7 +260,8 @@ def parse(text: str) -> Node:
     try:
         tree = _parser().parse(text)
     except UnexpectedCharacters as e:
-        raise ExpressionError(f"unexpected character {text[e.pos_in_stream]!r}", e.pos_in_stream) from None
+        pos = e.pos_in_stream or 0
+        raise ExpressionError(f"unexpected character {text[pos]!r}", pos) from None
     except UnexpectedEOF as e:
         expected = _describe_expected(set(e.expected))
         raise ExpressionError("the expression ends too early" + expected, len(text)) from None

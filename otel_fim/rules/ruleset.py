@@ -21,7 +21,8 @@ from otel_fim.rules.codegen import Program, compile_cond
 from otel_fim.rules.compiler import ALL_CONSTANTS, MacroDef, check_macro, compile_expression
 from otel_fim.rules.discarders import Known, can_match, parse_field
 from otel_fim.rules.errors import ExpressionError, PolicyError, RuleError
-from otel_fim.rules.fields import lookup
+from otel_fim.rules.field_catalog import standard_fields
+from otel_fim.rules.fields import FieldRegistry
 from otel_fim.rules.ir import Cond
 from otel_fim.rules.match import Match
 from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files
@@ -168,9 +169,15 @@ class RuleSet:
     # --- loading ----------------------------------------------------------------------------
 
     @classmethod
-    def load(cls, paths: Iterable[str | Path], known_actions: Mapping[str, object] | None = None) -> RuleSet:
+    def load(
+        cls,
+        paths: Iterable[str | Path],
+        known_actions: Mapping[str, object] | None = None,
+        fields: FieldRegistry | None = None,
+    ) -> RuleSet:
         """Load and compose policy files (directories: their *.yaml in name order). Raises
-        PolicyError with every problem found, each at file:line:col."""
+        PolicyError with every problem found, each at file:line:col. `fields`: the standard fields
+        unless given (an agent with plugins passes its extended registry)."""
         files, errors = policy_files(list(paths))
         policies: list[PolicyFile] = []
         for path in files:
@@ -182,11 +189,15 @@ class RuleSet:
             policy, errs = parse_policy(text, str(path), known_actions)
             policies.append(policy)
             errors.extend(errs)
-        return cls._build(policies, errors, [str(f) for f in files])
+        return cls._build(policies, errors, [str(f) for f in files], fields or standard_fields())
 
     @classmethod
     def from_text(
-        cls, *texts: str, filename: str = "<string>", known_actions: Mapping[str, object] | None = None
+        cls,
+        *texts: str,
+        filename: str = "<string>",
+        known_actions: Mapping[str, object] | None = None,
+        fields: FieldRegistry | None = None,
     ) -> RuleSet:
         """Compose policies given as YAML text (file names `<string>`, `<string>#2`, ...)."""
         policies: list[PolicyFile] = []
@@ -196,13 +207,15 @@ class RuleSet:
             policy, errs = parse_policy(text, name, known_actions)
             policies.append(policy)
             errors.extend(errs)
-        return cls._build(policies, errors, [])
+        return cls._build(policies, errors, [], fields or standard_fields())
 
     @classmethod
-    def _build(cls, policies: list[PolicyFile], errors: list[RuleError], files: list[str]) -> RuleSet:
+    def _build(
+        cls, policies: list[PolicyFile], errors: list[RuleError], files: list[str], fields: FieldRegistry
+    ) -> RuleSet:
         macros, rules = _compose(policies, errors)
-        defs = _compile_macros(macros, errors)
-        compiled = [r for r in (_compile_rule(raw, defs, errors) for raw in rules) if r is not None]
+        defs = _compile_macros(macros, errors, fields)
+        compiled = [r for r in (_compile_rule(raw, defs, errors, fields) for raw in rules) if r is not None]
         if errors:
             raise PolicyError(errors)
         return cls(compiled, files)
@@ -212,7 +225,7 @@ class RuleSet:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def __iter__(self):  # noqa: ANN204 - iterator of Rule
+    def __iter__(self):
         return iter(self.rules)
 
     def get(self, rule_id: str) -> Rule | None:
@@ -315,20 +328,22 @@ def _merge(old: RawRule, new: RawRule) -> RawRule:
     return replace(old, doc=new.doc, index=new.index, ruleset=new.ruleset, **changes)
 
 
-def _macro_id_problem(ident: str) -> str | None:
+def _macro_id_problem(ident: str, fields: FieldRegistry) -> str | None:
     if ident in _KEYWORDS:
         return f"macro id '{ident}' is a keyword"
-    if lookup(ident) is not None:
+    if ident in fields:
         return f"macro id '{ident}' is a field name"
     if ident in ALL_CONSTANTS:
         return f"macro id '{ident}' is a constant"
     return None
 
 
-def _compile_macros(macros: dict[str, RawMacro], errors: list[RuleError]) -> dict[str, MacroDef]:
+def _compile_macros(
+    macros: dict[str, RawMacro], errors: list[RuleError], fields: FieldRegistry
+) -> dict[str, MacroDef]:
     defs: dict[str, MacroDef] = {}
     for ident, raw in macros.items():
-        problem = _macro_id_problem(ident)
+        problem = _macro_id_problem(ident, fields)
         if problem:
             errors.append(raw.doc.error(problem, raw.index))
             continue
@@ -345,17 +360,19 @@ def _compile_macros(macros: dict[str, RawMacro], errors: list[RuleError]) -> dic
     for ident, raw in macros.items():
         if ident in defs and raw.expression is not None and not defs[ident].broken:
             try:
-                check_macro(raw.expression.text, defs)
+                check_macro(raw.expression.text, defs, fields)
             except ExpressionError as e:
                 errors.append(raw.expression.error(e.message, e.pos))
                 broken.add(ident)
     return {i: replace(d, broken=True) if i in broken else d for i, d in defs.items()}
 
 
-def _compile_rule(raw: RawRule, macros: dict[str, MacroDef], errors: list[RuleError]) -> Rule | None:
+def _compile_rule(
+    raw: RawRule, macros: dict[str, MacroDef], errors: list[RuleError], fields: FieldRegistry
+) -> Rule | None:
     assert raw.expression is not None
     try:
-        compiled = compile_expression(raw.expression.text, macros)
+        compiled = compile_expression(raw.expression.text, macros, fields)
     except ExpressionError as e:
         errors.append(raw.expression.error(e.message, e.pos))
         return None

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_fim.config import AgentConfig, ConfigError, add_config_arguments, load_config, merge_cli
+from otel_fim.commands.run import add_config_arguments, merge_cli
+from otel_fim.config import AgentConfig, ConfigError, load_config
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "config.yaml"
 

@@ -12,7 +12,7 @@ from tests.rules.rules_helpers import make_event
 MATCHES = [Match("r1", "high", "one", {"team": "a"}, "p"), Match("r2", "low", "two", {}, "p")]
 
 
-def _event(path: str = "/etc/passwd"):  # noqa: ANN202
+def _event(path: str = "/etc/passwd"):
     e = make_event("open", path, comm="sh", pid=200, ppid=1)
     p = e.process
     p.executable, p.argv, p.user_name = "/usr/bin/sh", ["sh", "-c", "x"], "root"
@@ -20,7 +20,7 @@ def _event(path: str = "/etc/passwd"):  # noqa: ANN202
     return e
 
 
-def _fresh(event, matches):  # noqa: ANN001, ANN202
+def _fresh(event, matches):
     for memo in (record._PATHS, record._PROCESSES, record._MATCHES):
         memo.clear()
     return record.log_record(event, matches)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from otel_fim.event import Event, EventType
-from otel_fim.kernel.aliases import AliasResolver
+from otel_fim.kernel.feedback import FilterFeedback
 from otel_fim.kernel.sensor import Sensor, SensorOptions
-from otel_fim.pipeline import Pipeline
+from otel_fim.pipeline import Emitter, Pipeline
 from otel_fim.rules.ruleset import RuleSet
 from tests.conftest import kernel_unavailable
 from tests.kernel_harness import in_child
@@ -95,7 +95,8 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilteredAgent]:
     rules.write_text(RULES.format(d=d))
     ruleset = RuleSet.load([rules])
     agent = FilteredAgent(d, None, None)  # type: ignore[arg-type]
-    pipeline = Pipeline([Recorder(agent)], ruleset)
+    feedback = FilterFeedback()
+    pipeline = Pipeline(Emitter([Recorder(agent)]), ruleset, feedback=feedback)
     original = pipeline.handle
 
     def handle(event: Event) -> None:
@@ -105,15 +106,12 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FilteredAgent]:
     try:
         sensor = Sensor(handle, SensorOptions(agent_pid=0))
         sensor.start()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         kernel_unavailable(f"cannot load the sensor: {exc}")
         raise
     agent.sensor, agent.pipeline = sensor, pipeline
     sensor.filter.apply(ruleset)
-    pipeline.on_unmatched.append(sensor.filter.learn)
-    resolver = AliasResolver()
-    resolver.watched_files = sensor.filter.watched_files
-    pipeline.aliases = resolver.aliases
+    feedback.bind(sensor.filter)
     thread = threading.Thread(
         target=lambda: [sensor.poll(50) for _ in iter(agent.stop.is_set, True)], daemon=True
     )

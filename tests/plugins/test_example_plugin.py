@@ -10,18 +10,18 @@ import time
 
 import pytest
 
-from .helpers import REPO, records, start_agent, stop_agent, wait_records
+from .helpers import records, start_agent, stop_agent, wait_records
 
 
-def test_plugins_list_shows_builtins_and_the_installed_example(example_plugin, tmp_path):
+def test_plugins_list_shows_bundled_and_the_installed_example(example_plugin, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "otel_fim", "plugins", "list"], capture_output=True, text=True, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for name in ("hash", "diff", "package", "kill"):
-        assert f"{name}  [builtin, loaded]" in out
-        assert str(REPO / "plugins" / f"{name}.py") in out
+        assert f"{name}  [bundled, loaded]" in out
+        assert f"otel-fim 0.1.0 (otel_fim_plugins.{name})" in out
     assert "example  [entrypoint, loaded]" in out
     assert "from: otel-fim-example-plugin 0.1.0 (otel_fim_example)" in out
     assert "actions: log_line" in out and "fields: example.extension" in out
@@ -35,7 +35,7 @@ def test_disabled_plugins_are_listed_as_disabled(example_plugin, tmp_path):
         capture_output=True, text=True,
     )  # fmt: skip
     assert "example  [entrypoint, disabled]" in result.stdout
-    assert "kill  [builtin, disabled]" in result.stdout
+    assert "kill  [bundled, disabled]" in result.stdout
 
 
 @pytest.mark.kernel

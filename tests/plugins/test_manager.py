@@ -10,13 +10,13 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from otel_fim.event import EventType
 from otel_fim.export.metrics import FimMetrics
-from otel_fim.pipeline import Pipeline
+from otel_fim.pipeline import Emitter, Pipeline
+from otel_fim.plugin.manager import PluginError, load_plugins
 from otel_fim.plugin_api import ActionSchema, Param, PluginField, hookimpl
-from otel_fim.plugin_manager import PluginError, load_plugins
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.ruleset import RuleSet
 
-from .helpers import Recorder, agent_config, make_event
+from .helpers import Recorder, agent_config, make_event, with_plugins
 
 RULE = """
 version: 1
@@ -49,17 +49,17 @@ class Boom:
 
 def setup(tmp_path, *plugins, rules=RULE, **config):
     loaded = load_plugins(
-        agent_config(tmp_path, **config), builtins=False, entry_points=False, extra=list(plugins)
+        agent_config(tmp_path, **config), bundled=False, entry_points=False, extra=list(plugins)
     )
-    ruleset = RuleSet.from_text(rules, known_actions=loaded.known_actions())
+    ruleset = RuleSet.from_text(rules, known_actions=loaded.known_actions(), fields=loaded.fields)
     out = Recorder()
-    pipeline = Pipeline([out], ruleset)
+    pipeline = Pipeline(Emitter([out]), ruleset)
     return loaded, pipeline, out
 
 
 def test_enricher_attributes_are_namespaced_and_reach_the_outputs(tmp_path):
     plugins, pipeline, out = setup(tmp_path, ("owners", Enricher()))
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     pipeline.handle(make_event())
     pipeline.handle(make_event("/not/watched"))
     assert pipeline.flush(5)
@@ -78,7 +78,7 @@ def test_a_raising_hook_is_counted_and_the_others_and_the_agent_keep_going(tmp_p
     metrics = FimMetrics.with_reader(reader)
     boom = Boom()
     plugins, pipeline, out = setup(tmp_path, ("boom", boom), ("owners", Enricher()))
-    plugins.start(pipeline, pipeline.ruleset, metrics)
+    pipeline = with_plugins(plugins, pipeline, metrics)
     for _ in range(5):
         pipeline.handle(make_event())
     assert pipeline.flush(5)
@@ -113,7 +113,7 @@ def test_startup_failure_unloads_the_plugin_only(tmp_path):
     )
     assert plugins.infos["bad"].status.startswith("failed: startup: bad setting {'level': 11}")
     assert plugins.loaded() == ["owners"]
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     assert pipeline.counters.plugin_errors == 1
     pipeline.handle(make_event())
     pipeline.close()
@@ -191,7 +191,7 @@ def test_action_parameters_are_checked_at_load_time(tmp_path, params, problem):
     plugins, _, _ = setup(tmp_path, ("pager", Pager()))
     text = RULE + f"    actions: [{{page: {params}}}]\n"
     with pytest.raises(PolicyError) as err:
-        RuleSet.from_text(text, known_actions=plugins.known_actions())
+        RuleSet.from_text(text, known_actions=plugins.known_actions(), fields=plugins.fields)
     assert problem in err.value.render()
 
 
@@ -205,7 +205,7 @@ def test_actions_run_only_for_rules_that_list_them_with_defaults_filled_in(tmp_p
 """
     )
     plugins, pipeline, out = setup(tmp_path, ("pager", pager), rules=rules)
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     pipeline.handle(make_event("/etc/fim-test/x"))
     pipeline.handle(make_event("/etc/fim-test/y"))
     pipeline.close()
@@ -238,7 +238,7 @@ def test_full_queue_exports_unenriched_and_counts_the_overflow(tmp_path):
     plugins, pipeline, out = setup(
         tmp_path, ("slow", slow), config={"stage": {"queue_size": 2, "overflow_wait": 0.01}}
     )
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     started = time.monotonic()
     for _ in range(10):
         pipeline.handle(make_event())
@@ -264,7 +264,7 @@ def test_close_drains_the_queue_before_the_outputs_close(tmp_path):
             return {"ok": 1}
 
     plugins, pipeline, out = setup(tmp_path, ("lazy", Lazy()))
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     for _ in range(20):
         pipeline.handle(make_event())
     pipeline.close()
@@ -276,7 +276,7 @@ def test_close_drains_the_queue_before_the_outputs_close(tmp_path):
 def test_close_with_a_stuck_plugin_still_exports_what_is_queued(tmp_path):
     slow = Slow()
     plugins, pipeline, out = setup(tmp_path, ("slow", slow))
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     for _ in range(3):
         pipeline.handle(make_event())
     pipeline.close(timeout=0.2)
@@ -326,7 +326,7 @@ rules:
     expression: open.file.path == "/x"
 """
     plugins, pipeline, _ = setup(tmp_path, ("myplugin", FieldPlugin()), rules=rules)
-    plugins.start(pipeline, pipeline.ruleset)
+    pipeline = with_plugins(plugins, pipeline)
     matches = pipeline.ruleset.evaluate(make_event("/x"))
     assert [m.rule_id for m in matches] == ["fine"]
     assert plugins.counters.errors[("myplugin", "field:myplugin.broken")] == 1

@@ -47,7 +47,7 @@ def proc_sensor() -> Iterator[ProcSensor]:
     holder.sensor = sensor
     try:
         sensor.start()
-    except Exception as exc:  # noqa: BLE001 - any load failure is the same verdict
+    except Exception as exc:
         kernel_unavailable(f"cannot load the sensor with the process module: {exc}")
         raise
     try:

@@ -13,7 +13,7 @@ def _context() -> ProcessContext:
     return ProcessContext(cache=cache())
 
 
-def _event(pid: int):  # noqa: ANN202
+def _event(pid: int):
     e = make_event("open", "/etc/passwd", pid=pid, ppid=0)
     e.timestamp_ns = time.time_ns()
     return e

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from otel_fim.event import AncestorInfo, ContainerInfo
 from otel_fim.export.record import attributes
-from otel_fim.process import fields as process_fields
-from otel_fim.rules.fields import FieldType, lookup
+from otel_fim.rules.field_catalog import standard_fields
+from otel_fim.rules.fields import FieldType
 from tests.rules.rules_helpers import make_event, matched_ids, ruleset
 
 
-def enriched(container: str | None = None):  # noqa: ANN201
+def enriched(container: str | None = None):
     e = make_event("open", "/etc/passwd", comm="sh", pid=200, ppid=1, container=container)
     p = e.process
     p.executable = "/usr/bin/sh"
@@ -25,7 +25,6 @@ def enriched(container: str | None = None):  # noqa: ANN201
 
 
 def test_fields_registered() -> None:
-    process_fields.register()  # idempotent
     for name, ftype in [
         ("process.file.path", FieldType.STR),
         ("process.argv", FieldType.STR_LIST),
@@ -34,7 +33,7 @@ def test_fields_registered() -> None:
         ("process.user", FieldType.STR),
         ("container.runtime", FieldType.STR),
     ]:
-        field = lookup(name)
+        field = standard_fields().lookup(name)
         assert field is not None and field.type is ftype and field.event_type is None
 
 

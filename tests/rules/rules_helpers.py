@@ -15,6 +15,7 @@ from otel_fim.event import (
     TruncateDetails,
     XattrDetails,
 )
+from otel_fim.rules.fields import FieldRegistry
 from otel_fim.rules.ruleset import RuleSet
 
 O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND = 0, 0o1, 0o2, 0o100, 0o1000, 0o2000
@@ -66,13 +67,13 @@ def make_event(
     )
 
 
-def ruleset(*exprs: str, macros: str = "") -> RuleSet:
+def ruleset(*exprs: str, macros: str = "", fields: FieldRegistry | None = None) -> RuleSet:
     """A ruleset with one rule per expression, ids r0, r1, ..."""
     rules = "\n".join(
         f"  - id: r{i}\n    expression: '{e.replace(chr(39), chr(39) * 2)}'" for i, e in enumerate(exprs)
     )
     text = (f"macros:\n{macros}\n" if macros else "") + f"rules:\n{rules}\n"
-    return RuleSet.from_text(text)
+    return RuleSet.from_text(text, fields=fields)
 
 
 def matched_ids(rs: RuleSet, event: Event) -> list[str]:

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from rules_helpers import O_CREAT, O_WRONLY, make_event
 
-from otel_fim.cli import main
-from otel_fim.export.record import log_record
-from otel_fim.rules.recorded import RecordError, event_from_record, unescape_name
+from otel_fim.commands import main
+from otel_fim.export.record import RecordError, event_from_record, log_record, unescape_name
 from otel_fim.rules.ruleset import RuleSet
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,8 @@ from rules_helpers import (
 )
 
 from otel_fim.event import EventType
-from otel_fim.rules.fields import FieldType, register_field
+from otel_fim.rules.field_catalog import standard_fields
+from otel_fim.rules.fields import FieldType
 from otel_fim.rules.ruleset import RuleSet
 
 PASSWD = make_event("open", "/etc/passwd", flags=O_WRONLY, comm="vi", uid=1000, euid=0)
@@ -244,18 +245,13 @@ class TestFimWrite:
 
 
 def test_registered_list_field_matches_if_any_element_matches() -> None:
-    # A name of its own: replacing a real field (process.ancestors.comm) would change it for
-    # every later test in the session.
-    register_field(
-        "test.ancestors.comm",
-        FieldType.STR_LIST,
-        lambda e: e.extra.get("ancestors"),
-        replace=True,
-    )
+    fields = standard_fields().extended()
+    fields.register("test.ancestors.comm", FieldType.STR_LIST, lambda e: e.extra.get("ancestors"))
     rs = ruleset(
         'open.retval == 0 && test.ancestors.comm == "sshd"',
         'open.retval == 0 && test.ancestors.comm =~ "cr*"',
         'open.retval == 0 && test.ancestors.comm not in ["init"]',
+        fields=fields,
     )
     event = make_event("open", "/x")
     event.extra["ancestors"] = ["bash", "sshd", "systemd"]

@@ -1,26 +1,22 @@
-"""`otel-fim` command line: `run` (the agent), `rules check|test`, `plugins list`."""
+"""`otel-fim` command line: `run` (the agent), `rules check|test`, `plugins list`. One module per
+command; each parses its flags and calls the engines, which import nothing from here."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from otel_fim.commands.plugins import add_plugins_commands
+from otel_fim.commands.rules import add_rules_commands
+from otel_fim.commands.run import add_run_command
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-fim", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from otel_fim.agent import add_run_command
-
     add_run_command(sub)
-    try:
-        from otel_fim.rules.cli import add_rules_commands
-    except ImportError:  # rule engine not built yet
-        pass
-    else:
-        add_rules_commands(sub)
-    from otel_fim.plugin_manager import add_plugins_commands
-
+    add_rules_commands(sub)
     add_plugins_commands(sub)
     return parser
 

@@ -1,9 +1,10 @@
 """Every otel-fim plugin hook, in one place.
 
 A plugin is a module (or object) with functions named like the specs below and marked with
-`otel_fim.plugin_api.hookimpl`; it may implement any subset, and each implementation may take any
-subset of the arguments, by name. Built-in plugins live in the repository's `plugins/` directory;
-third-party ones are found through the `otel_fim` entry-point group (see README.md#plugins).
+`otel_fim.plugin_api.hookimpl` (the same object as `otel_fim.plugin.hookimpl`); it may implement any
+subset, and each implementation may take any subset of the arguments, by name. Bundled plugins (the
+repository's `plugins/`) and third-party ones are both found through the `otel_fim` entry-point
+group (see README.md#plugins).
 
 Where hooks run and what a failure does:
 
@@ -28,19 +29,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from otel_fim.plugin import PROJECT, hookimpl, hookspec
 
 if TYPE_CHECKING:
     from otel_fim.config import AgentConfig
     from otel_fim.event import Event
-    from otel_fim.plugin_api import ActionSchema, PluginField
+    from otel_fim.plugin.api import ActionSchema, PluginField
     from otel_fim.rules.match import Match
     from otel_fim.rules.ruleset import RuleSet
 
-PROJECT = "otel_fim"  # the pluggy project name and the entry-point group
-
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["PROJECT", "hookimpl", "hookspec"]  # the markers, re-exported for old imports
 
 
 @hookspec

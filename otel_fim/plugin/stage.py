@@ -1,7 +1,7 @@
 """The plugin stage: a bounded queue between the ring-buffer consumer and the plugins.
 
     consumer thread: Pipeline.handle -> rules -> PluginStage.submit(event, matches)   (cheap)
-    plugin worker:   enrich -> Pipeline.emit_now (outputs, on_emitted) -> notify -> actions
+    plugin worker:   enrich -> Emitter.emit (outputs, on_emitted) -> notify -> actions
 
 A slow plugin therefore never holds up the consumer, and the kernel never drops events because
 of it. When the queue is full, `submit` waits briefly (`overflow_wait`, 50 ms by default) for the
@@ -30,13 +30,11 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from otel_fim.event import Event
+from otel_fim.export.attributes import PLUGINS_NAMESPACE
 from otel_fim.rules.match import Match
-
-if TYPE_CHECKING:
-    from otel_fim.plugin_manager import Plugins
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +44,21 @@ WAIT_INTERVAL = 1.0  # ... at most once this often: a sustained overload never s
 OVERLOAD_SHARE = 0.2  # of the time the worker may use while the consumer overflows
 OVERLOAD_HOLD = 0.5  # seconds after the last overflow that count as still overloaded
 MAX_YIELD = 0.2  # the longest pause after one event
-SKIPPED_NAMESPACE = "fim.plugins"
+SKIPPED_NAMESPACE = PLUGINS_NAMESPACE
 
 Emit = Callable[[Event, Sequence[Match]], "Mapping[str, Any] | None"]
+
+
+class PluginHooks(Protocol):
+    """The per-event hooks the worker calls (`manager.Plugins` implements them, each isolated)."""
+
+    def enrich(self, event: Event, matches: Sequence[Match]) -> None: ...
+
+    def notify(self, event: Event, matches: Sequence[Match], record: Mapping[str, Any]) -> None: ...
+
+    def run_actions(self, event: Event, matches: Sequence[Match], record: Mapping[str, Any]) -> None: ...
+
+    def shutdown(self) -> None: ...
 
 _STOP = object()
 
@@ -56,7 +66,7 @@ _STOP = object()
 class PluginStage:
     def __init__(
         self,
-        plugins: Plugins,
+        plugins: PluginHooks,
         emit: Emit,
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
@@ -177,7 +187,8 @@ class PluginStage:
                 self.queue.task_done()
                 if item is not _STOP:
                     left += 1
-                    self._overflow(*item, "shutdown")
+                    event, matches = item
+                    self._overflow(event, matches, "shutdown")
             log.warning("plugin stage: %d events exported without plugins at shutdown", left)
         self.queue.put(_STOP)
         self._thread.join(timeout=max(0.1, timeout))

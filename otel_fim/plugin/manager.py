@@ -1,19 +1,20 @@
-"""The plugin manager: finds, loads and isolates plugins, and `otel-fim plugins list`.
+"""The plugin manager: finds, loads and isolates plugins.
 
     plugins = load_plugins(config)                              # startup hooks, fields, actions
-    ruleset = RuleSet.load(paths, known_actions=plugins.known_actions())
-    pipeline = Pipeline(outputs, ruleset)
-    plugins.start(pipeline, ruleset, metrics)                   # rules_loaded, then the worker
+    ruleset = RuleSet.load(paths, plugins.known_actions(), plugins.fields)
+    emitter = Emitter(outputs)
+    stage = plugins.start(emitter, ruleset, metrics)            # rules_loaded, then the worker
+    pipeline = Pipeline(emitter, ruleset, stage=stage)
     ...
     pipeline.flush()   # the worker hands what is queued to the outputs
     pipeline.close()   # drains and stops the worker, runs the shutdown hooks, closes the outputs
 
-Where plugins come from:
+(`otel_fim.wiring` does exactly this for the agent.)
 
-* built-in: every module in the repository's `plugins/` directory (not starting with `_`), imported
-  as `otel_fim_plugins.<name>`, registered under its file name;
-* third-party: the entry points of the group `otel_fim` (`[project.entry-points.otel_fim]` in the
-  plugin's pyproject.toml), registered under the entry point's name.
+Where plugins come from: the entry points of the group `otel_fim`. The bundled plugins (the
+repository's `plugins/`, installed as the package `otel_fim_plugins`) are declared in otel-fim's
+own pyproject.toml and listed as `bundled`; a third-party plugin declares its entry point in its
+own pyproject.toml (`[project.entry-points.otel_fim]`) and is listed as `entrypoint`.
 
 `plugins.enable` (only these; empty: all) and `plugins.disable` (never these) in the config file
 choose by name; a disabled plugin is not even imported. `plugins.config.<name>` is handed to that
@@ -27,17 +28,10 @@ agent runs on. An exception in a per-event hook is logged with the plugin's name
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import importlib.machinery
 import importlib.metadata
-import importlib.util
 import logging
-import os
-import pkgutil
 import sys
 import threading
-import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,28 +40,24 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-import otel_fim
-from otel_fim import hookspecs
 from otel_fim.event import Event
-from otel_fim.plugin_api import ATTRIBUTE_PREFIX, ActionSchema, PluginField
-from otel_fim.rules.fields import FieldType, lookup, register_field
+from otel_fim.plugin import PROJECT, hookspecs
+from otel_fim.plugin.api import ATTRIBUTE_PREFIX, ActionSchema, PluginField
+from otel_fim.plugin.stage import DEFAULT_OVERFLOW_WAIT, DEFAULT_QUEUE_SIZE, PluginStage
+from otel_fim.rules.field_catalog import standard_fields
+from otel_fim.rules.fields import FieldRegistry, FieldType
 from otel_fim.rules.match import Match
 
 if TYPE_CHECKING:
     from otel_fim.config import AgentConfig
-    from otel_fim.pipeline import Pipeline
-    from otel_fim.plugin_stage import PluginStage
+    from otel_fim.pipeline import Emitter
 
 log = logging.getLogger(__name__)
 
-BUILTIN_PACKAGE = "otel_fim_plugins"
-BUILTIN_DIR = Path(otel_fim.__file__).resolve().parent.parent / "plugins"
-ENTRY_POINT_GROUP = hookspecs.PROJECT
+ENTRY_POINT_GROUP = PROJECT
+BUNDLED_DISTRIBUTION = "otel-fim"  # entry points of this distribution are the bundled plugins
 STAGE_KEY = "stage"  # plugins.config.stage: the queue's settings, not a plugin
 PER_EVENT_HOOKS = ("otel_fim_enrich", "otel_fim_notify", "otel_fim_run_action")
-
-# Field names plugins registered in this process (a second manager, e.g. in tests, may replace them).
-_PLUGIN_FIELDS: set[str] = set()
 
 
 class PluginError(ValueError):
@@ -77,7 +67,7 @@ class PluginError(ValueError):
 @dataclass
 class PluginInfo:
     name: str
-    source: str  # builtin | entrypoint | internal
+    source: str  # bundled | entrypoint | internal
     where: str  # file, or "distribution version (module)"
     status: str = "loaded"  # loaded | disabled | failed: ...
     hooks: list[str] = field(default_factory=list)
@@ -102,40 +92,6 @@ class PluginCounters:
 # -- discovery -----------------------------------------------------------------------------------
 
 
-def builtin_package(directory: Path = BUILTIN_DIR) -> types.ModuleType | None:
-    """The package the built-in plugins import as: an installed `otel_fim_plugins` if there is
-    one, else one made up over the repository's `plugins/` directory."""
-    pkg = sys.modules.get(BUILTIN_PACKAGE)
-    if pkg is not None:
-        return pkg
-    try:
-        return importlib.import_module(BUILTIN_PACKAGE)
-    except ImportError:
-        pass
-    if not directory.is_dir():
-        return None
-    spec = importlib.machinery.ModuleSpec(BUILTIN_PACKAGE, None, is_package=True)
-    pkg = importlib.util.module_from_spec(spec)
-    pkg.__path__ = [str(directory)]
-    pkg.__file__ = None
-    sys.modules[BUILTIN_PACKAGE] = pkg
-    return pkg
-
-
-def builtin_module(name: str) -> types.ModuleType:
-    """Import one built-in plugin module by name (`hash`, `diff`, ...)."""
-    if builtin_package() is None:
-        raise ImportError(f"no built-in plugins directory ({BUILTIN_DIR})")
-    return importlib.import_module(f"{BUILTIN_PACKAGE}.{name}")
-
-
-def builtin_names() -> list[str]:
-    pkg = builtin_package()
-    if pkg is None:
-        return []
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
-
-
 def _entry_points() -> list[importlib.metadata.EntryPoint]:
     return sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
@@ -151,8 +107,10 @@ class Plugins:
     """The loaded plugins, the actions and fields they registered, and isolated hook calls."""
 
     def __init__(self) -> None:
-        self.pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(hookspecs)
+        # The rule fields of this agent: the standard ones plus what its plugins register.
+        self.fields: FieldRegistry = standard_fields().extended()
         self.infos: dict[str, PluginInfo] = {}
         self.actions: dict[str, tuple[str, ActionSchema]] = {}  # action -> (plugin, schema)
         self.counters = PluginCounters()
@@ -190,33 +148,26 @@ class Plugins:
         if target is not None and self.pm.is_registered(target):
             self.pm.unregister(target)
 
-    def discover(self, enable: Sequence[str] = (), disable: Sequence[str] = (), *, builtins: bool = True,
+    def discover(self, enable: Sequence[str] = (), disable: Sequence[str] = (), *, bundled: bool = True,
                  entry_points: bool = True) -> None:  # fmt: skip
-        if builtins:
-            for name in builtin_names():
-                where = str(BUILTIN_DIR / f"{name}.py")
-                if not _chosen(name, enable, disable):
-                    self.infos[name] = PluginInfo(name, "builtin", where, "disabled")
-                    continue
-                try:
-                    module = builtin_module(name)
-                except Exception as exc:
-                    self._failed(self._info(name, "builtin", where), "import", exc)
-                    continue
-                self.add(name, module, "builtin", where)
-        if entry_points:
-            for ep in _entry_points():
-                dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
-                where = f"{dist} ({ep.value})"
-                if not _chosen(ep.name, enable, disable):
-                    self.infos.setdefault(ep.name, PluginInfo(ep.name, "entrypoint", where, "disabled"))
-                    continue
-                try:
-                    plugin = ep.load()
-                except Exception as exc:
-                    self._failed(self._info(ep.name, "entrypoint", where), "import", exc)
-                    continue
-                self.add(ep.name, plugin, "entrypoint", where)
+        """Load the entry points of the `otel_fim` group that `enable`/`disable` choose: the bundled
+        plugins (`bundled=False` leaves them out) and third-party ones (`entry_points=False`)."""
+        for ep in _entry_points():
+            is_bundled = ep.dist is not None and ep.dist.name == BUNDLED_DISTRIBUTION
+            if not (bundled if is_bundled else entry_points):
+                continue
+            source = "bundled" if is_bundled else "entrypoint"
+            dist = f"{ep.dist.name} {ep.dist.version}" if ep.dist is not None else "?"
+            where = f"{dist} ({ep.value})"
+            if not _chosen(ep.name, enable, disable):
+                self.infos.setdefault(ep.name, PluginInfo(ep.name, source, where, "disabled"))
+                continue
+            try:
+                plugin = ep.load()
+            except Exception as exc:
+                self._failed(self._info(ep.name, source, where), "import", exc)
+                continue
+            self.add(ep.name, plugin, source, where)
 
     def _info(self, name: str, source: str, where: str) -> PluginInfo:
         info = self.infos[name] = PluginInfo(name, source, where)
@@ -268,19 +219,17 @@ class Plugins:
         try:
             if not isinstance(spec, PluginField):
                 raise TypeError("expected a PluginField")
-            taken = lookup(spec.name)
-            if taken is not None and spec.name not in _PLUGIN_FIELDS:
+            if spec.name in self.fields:
                 raise ValueError(f"field {spec.name!r} already exists")
             # key=None: opaque to the approver/discarder analyses, so the kernel filter stays sound.
-            register_field(
+            self.fields.register(
                 spec.name, FieldType(spec.type), self._safe_getter(plugin, spec), spec.event_type,
-                key=None, doc=spec.doc or f"from plugin {plugin}", replace=True,
+                key=None, doc=spec.doc or f"from plugin {plugin}",
             )  # fmt: skip
         except Exception as exc:
             self.count_error(plugin, "otel_fim_rule_fields")
             log.error("plugin %s: rule field %r not registered: %s", plugin, getattr(spec, "name", spec), exc)
             return
-        _PLUGIN_FIELDS.add(spec.name)
         self.infos[plugin].fields.append(spec.name)
 
     def _safe_getter(self, plugin: str, spec: PluginField) -> Callable[[Event], object]:
@@ -302,12 +251,10 @@ class Plugins:
 
     # -- running -----------------------------------------------------------------------------------
 
-    def start(self, pipeline: Pipeline, ruleset: Any = None, metrics: Any = None) -> PluginStage | None:
-        """Tell plugins the rules, then put the worker between the pipeline and its outputs. With
-        no plugin loaded the pipeline is left as it was."""
-        from otel_fim.plugin_stage import DEFAULT_OVERFLOW_WAIT, DEFAULT_QUEUE_SIZE, PluginStage
-
-        self.user_counters = pipeline.counters
+    def start(self, emitter: Emitter, ruleset: Any = None, metrics: Any = None) -> PluginStage | None:
+        """Tell plugins the rules, then start the worker that enriches matched events and hands
+        them to `emitter`: the stage to give the `Pipeline`. None when no plugin is loaded."""
+        self.user_counters = emitter.counters
         self.metrics = metrics
         pending = self.counters.total_errors  # startup failures counted before the pipeline existed
         if pending and self.user_counters is not None:
@@ -317,12 +264,11 @@ class Plugins:
             return None
         self.stage = PluginStage(
             self,
-            pipeline.emit_now,
+            emitter.emit,
             queue_size=int(self.stage_config.get("queue_size", DEFAULT_QUEUE_SIZE)),
             overflow_wait=float(self.stage_config.get("overflow_wait", DEFAULT_OVERFLOW_WAIT)),
             on_overflow=self._overflowed,
         )
-        pipeline.stage = self.stage
         return self.stage
 
     def rules_loaded(self, ruleset: Any) -> None:
@@ -467,7 +413,7 @@ def _attribute_values(result: Mapping[str, Any]) -> dict[str, Any]:
 def load_plugins(
     config: AgentConfig,
     *,
-    builtins: bool = True,
+    bundled: bool = True,
     entry_points: bool = True,
     extra: Iterable[tuple[str, object]] = (),
 ) -> Plugins:
@@ -482,7 +428,7 @@ def load_plugins(
             raise PluginError(f"plugins.config.{key}: expected a mapping of that plugin's settings")
     plugins = Plugins()
     plugins.stage_config = dict(stage)
-    plugins.discover(pc.enable, pc.disable, builtins=builtins, entry_points=entry_points)
+    plugins.discover(pc.enable, pc.disable, bundled=bundled, entry_points=entry_points)
     for name, plugin in extra:
         if _chosen(name, pc.enable, pc.disable):
             plugins.add(name, plugin)
@@ -491,49 +437,3 @@ def load_plugins(
             log.warning("plugins.config.%s: no plugin of that name is installed", name)
     plugins.startup(config)
     return plugins
-
-
-# -- otel-fim plugins list -----------------------------------------------------------------------
-
-
-def add_plugins_commands(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("plugins", help="list the plugins and what they provide")
-    sub = p.add_subparsers(dest="plugins_command", required=True)
-    ls = sub.add_parser("list", help="show every plugin found, where it comes from, and its hooks")
-    ls.add_argument("--config", metavar="FILE", help="agent config file (plugins.enable/disable/config)")
-    ls.set_defaults(func=run_list)
-
-
-def run_list(args: argparse.Namespace, out: Any = None) -> int:
-    from otel_fim.config import AgentConfig, ConfigError, load_config
-
-    out = out or sys.stdout
-    try:
-        config = load_config(args.config) if args.config else AgentConfig()
-    except ConfigError as exc:
-        print(f"otel-fim: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    # Startup hooks create state directories; listing must not need the real state dir to exist.
-    if not os.access(config.state_dir, os.W_OK):
-        config.state_dir = os.path.join(os.environ.get("TMPDIR", "/tmp"), "otel-fim-plugins-list")
-    try:
-        plugins = load_plugins(config)
-    except PluginError as exc:
-        print(f"otel-fim: {exc}", file=sys.stderr)
-        return 2
-    try:
-        for info in plugins.infos.values():
-            print(f"{info.name}  [{info.source}, {info.status}]", file=out)
-            print(f"  from: {info.where}", file=out)
-            if info.hooks:
-                print(f"  hooks: {', '.join(h.removeprefix('otel_fim_') for h in info.hooks)}", file=out)
-            if info.actions:
-                print(f"  actions: {', '.join(info.actions)}", file=out)
-            if info.fields:
-                print(f"  fields: {', '.join(info.fields)}", file=out)
-    finally:
-        plugins.shutdown()
-    return 0

@@ -7,12 +7,13 @@ import json
 import sys
 from typing import TextIO
 
+from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
-from otel_fim.export.record import summary
+from otel_fim.export.record import RecordError, event_from_record, summary
+from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
-from otel_fim.rules.recorded import RecordError, event_from_record
 from otel_fim.rules.ruleset import RuleSet
 
 DEFAULT_PATHS = ["rules/"]
@@ -37,20 +38,12 @@ def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
     test.set_defaults(func=run_test)
 
 
-def _plugin_actions() -> dict[str, object] | None:
-    """Load the plugins as the agent would (default config), so rules may use their fields and
-    their actions are checked; None (actions unchecked) if the plugin manager is unavailable."""
-    try:
-        from otel_fim.config import AgentConfig
-        from otel_fim.plugin_manager import load_plugins
-    except ImportError:
-        return None
-    return dict(load_plugins(AgentConfig()).known_actions())
-
-
 def _load(paths: list[str]) -> RuleSet | None:
+    # The plugins as the agent would load them (default config): rules may use their fields, and
+    # their actions' parameters are checked.
+    plugins = load_plugins(AgentConfig())
     try:
-        return RuleSet.load(paths or DEFAULT_PATHS, _plugin_actions())
+        return RuleSet.load(paths or DEFAULT_PATHS, plugins.known_actions(), plugins.fields)
     except PolicyError as e:
         print(e.render(), file=sys.stderr)
         count = len(e.errors)
@@ -129,7 +122,7 @@ def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
     ruleset = _load(args.paths)
     if ruleset is None:
         return 1
-    stream = sys.stdin if args.events == "-" else open(args.events, encoding="utf-8")  # noqa: SIM115
+    stream = sys.stdin if args.events == "-" else open(args.events, encoding="utf-8")
     total = matched = bad = 0
     with stream:
         for lineno, line in enumerate(stream, 1):

@@ -22,6 +22,7 @@ from otel_fim.kernel.layout import (
     FIM_CG_LEVELS,
     PF_ARGS_TRUNCATED,
     PROC_ARGS_OFFSET,
+    PROC_COUNTERS,
     PROC_EVENT_TYPES,
     PROC_EXIT_SIZE,
     FimCgroupPath,
@@ -154,15 +155,15 @@ class ProcessModule:
             self._draining = False
 
     def counters(self) -> dict[str, dict[str, int]]:
-        """Kernel counters: event type -> {"sent": n, "lost": n}."""
+        """Kernel counters: event type -> {"sent": n, "lost": n} (enum fim_proc_counter)."""
         if self._bpf is None:
             return {}
         table = self._bpf[b"proc_counters"]
         out: dict[str, dict[str, int]] = {}
         for i, etype in enumerate(PROC_EVENT_TYPES):
             out[etype] = {
-                "sent": sum(table[ctypes.c_int(2 * i)]),
-                "lost": sum(table[ctypes.c_int(2 * i + 1)]),
+                name: sum(table[ctypes.c_int(i * len(PROC_COUNTERS) + c)])
+                for c, name in enumerate(PROC_COUNTERS)
             }
         return out
 
