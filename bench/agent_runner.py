@@ -101,7 +101,7 @@ def count_records(jsonl: Path, rule_id: str = BENCH_RULE_ID) -> int:
     count = 0
     with jsonl.open("rb") as f:
         for line in f:
-            if needle in line and rule_id in json.loads(line)["attributes"].get("fim.rule.ids", ()):
+            if needle in line and rule_id in json.loads(line)["attributes"].get("otel_fim.rule.ids", ()):
                 count += 1
     return count
 

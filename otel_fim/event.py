@@ -46,6 +46,8 @@ class FileInfo:
     nlink: int = 0  # hard links (0: unknown)
     generation: int = 0  # the inode's i_generation (0: unknown)
     parent_inode: int = 0  # the parent directory's inode (0: unknown)
+    owner_name: str | None = None  # of uid / gid, filled by the process context (host's names)
+    group_name: str | None = None
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ root (directories 0700, files 0600). On a matched write (open for writing, trunc
 link onto the name, unlink) it waits for the writer to finish, diffs the copy against the file as
 it is now, attaches the diff, and keeps the new content as the next baseline.
 
-Attributes (`fim.plugin.diff.*`):
+Attributes (`otel_fim.plugin.diff.*`):
   status     modified | unchanged | created (no earlier copy) | deleted | binary | too_large |
              excluded | missing (gone when we looked)
   unified    the unified diff (`--- <path> (baseline)` / `+++ <path>`), at most `max_diff_bytes`

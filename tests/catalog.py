@@ -157,15 +157,16 @@ def synthetic_event(kind: EventType) -> Event:
             ancestors=[parent],
         ),  # fmt: skip
         file=FileInfo(
-            "/etc/x\n", inode=5, dev=2049, mount_id=21, mode=0o100644, uid=0, gid=0, truncated=True
-        ),
+            "/etc/x\n", inode=5, dev=2049, mount_id=21, mode=0o100644, uid=0, gid=0, truncated=True,
+            owner_name="root", group_name="root",
+        ),  # fmt: skip
         details=_details(kind),
         container=ContainerInfo("c0ffee", "containerd"),
     )
 
 
 MATCHES = [
-    Match("rule-a", "critical", "desc", {"mitre": "T1"}, "default", "persistence"),
+    Match("rule-a", "critical", "desc", {"mitre": "T1098"}, "default", "persistence"),
     Match("rule-b", "low", "", {}, "default", ""),
 ]
 
@@ -186,12 +187,27 @@ def plugin_attributes() -> set[str]:
     return {f"{ATTRIBUTE_PREFIX}{k}" for k in keys}
 
 
+def namespaced_extras() -> set[str]:
+    """Attributes the pipeline and the plugin stage add as `event.extra` namespaces: read from the
+    dict literals that add them (`{NAMESPACE: {"key": ...}}`)."""
+    from otel_fim import pipeline
+    from otel_fim.export import attributes
+    from otel_fim.plugin import stage
+
+    found = set()
+    for module in (pipeline, stage):
+        for constant, key in re.findall(r"([A-Z_]+): \{\"(\w+)\":", Path(module.__file__).read_text()):
+            namespace = getattr(module, constant, None) or getattr(attributes, constant)
+            found.add(f"{namespace}.{key}")
+    return found
+
+
 def emitted_log_attributes() -> set[str]:
     keys: set[str] = set()
     for kind in EventType:
         for matches in ((), MATCHES):
             keys |= set(log_record(synthetic_event(kind), matches)["attributes"])
-    return keys | plugin_attributes()
+    return keys | plugin_attributes() | namespaced_extras()
 
 
 def log_record_fields() -> set[str]:

@@ -45,22 +45,22 @@ LOKI_PANELS: dict[str, str] = {
 LATEST = DETECTIONS
 LATEST_COLUMNS = [
     "host_name", "severity_text", "security_rule_name", "file_path", "process_executable_path",
-    "process_command_line", "user_name", "container_id", "fim_plugin_diff_status",
-    "fim_plugin_diff_unified",
+    "process_command_line", "user_name", "container_id", "otel_fim_plugin_diff_status",
+    "otel_fim_plugin_diff_unified",
 ]  # fmt: skip
 
 PROM_PANELS: dict[str, tuple[str, str]] = {  # title -> (expr, legend)
     "Kernel filter: share of file events dropped in the kernel": (
-        f'1 - sum(rate(otel_fim_events_total{{{AGENTS}, fim_stage="kernel.sent"}}[$__rate_interval]))'
-        f' / sum(rate(otel_fim_events_total{{{AGENTS}, fim_stage="kernel.seen"}}[$__rate_interval]))',
+        f'1 - sum(rate(otel_fim_events_total{{{AGENTS}, otel_fim_stage="kernel.sent"}}[$__rate_interval]))'
+        f' / sum(rate(otel_fim_events_total{{{AGENTS}, otel_fim_stage="kernel.seen"}}[$__rate_interval]))',
         "dropped in kernel",
     ),
     "Events by stage": (
-        f"sum by (fim_stage) (rate(otel_fim_events_total{{{AGENTS}}}[$__rate_interval]))",
-        "{{fim_stage}}",
+        f"sum by (otel_fim_stage) (rate(otel_fim_events_total{{{AGENTS}}}[$__rate_interval]))",
+        "{{otel_fim_stage}}",
     ),
     "Lost in the kernel (ring buffer full)": (
-        f'sum by (instance) (increase(otel_fim_events_total{{{AGENTS}, fim_stage="kernel.lost"}}'
+        f'sum by (instance) (increase(otel_fim_events_total{{{AGENTS}, otel_fim_stage="kernel.lost"}}'
         f"[$__rate_interval]))",
         "{{instance}}",
     ),
@@ -73,23 +73,23 @@ PROM_PANELS: dict[str, tuple[str, str]] = {  # title -> (expr, legend)
         "{{instance}}",
     ),
     "Spool drops": (
-        f"sum by (instance, fim_reason) (increase(otel_fim_spool_dropped_total{{{AGENTS}}}"
+        f"sum by (instance, error_type) (increase(otel_fim_spool_dropped_total{{{AGENTS}}}"
         f"[$__rate_interval]))",
-        "{{instance}} {{fim_reason}}",
+        "{{instance}} {{error_type}}",
     ),
     "Plugin queue overflow and errors": (
         f"sum by (instance) (increase(otel_fim_plugin_queue_overflow_total{{{AGENTS}}}[$__rate_interval]))"
-        f" or sum by (instance, fim_plugin_name) (increase(otel_fim_plugin_errors_total{{{AGENTS}}}"
+        f" or sum by (instance, otel_fim_plugin_name) (increase(otel_fim_plugin_errors_total{{{AGENTS}}}"
         f"[$__rate_interval]))",
-        "{{instance}} {{fim_plugin_name}}",
+        "{{instance}} {{otel_fim_plugin_name}}",
     ),
     "Export failures": (
-        f"sum by (instance, fim_signal) (increase(otel_fim_export_failures_total{{{AGENTS}}}"
+        f"sum by (instance, otel_fim_signal) (increase(otel_fim_export_failures_total{{{AGENTS}}}"
         f"[$__rate_interval]))",
-        "{{instance}} {{fim_signal}}",
+        "{{instance}} {{otel_fim_signal}}",
     ),
     "Kernel to outputs latency (p99)": (
-        f"histogram_quantile(0.99, sum by (le) (rate(otel_fim_event_latency_seconds_bucket{{{AGENTS}}}"
+        f"histogram_quantile(0.99, sum by (le) (rate(otel_fim_event_duration_seconds_bucket{{{AGENTS}}}"
         f"[$__rate_interval])))",
         "p99",
     ),

@@ -72,7 +72,8 @@ class FimMetrics:
             "otel_fim.events",
             callbacks=[self._observe_events],
             unit="{event}",
-            description="File events by filter stage (fim.stage) and event type, since the agent started.",
+            description="File events by filter stage (otel_fim.stage) and event type (otel_fim.event.type), "
+            "since the agent started.",
         )
         self._matches = meter.create_counter(
             "otel_fim.rule.matches",
@@ -80,7 +81,7 @@ class FimMetrics:
             description="Rule matches by rule id (security_rule.name).",
         )
         meter.create_observable_up_down_counter(
-            "otel_fim.discarders",
+            "otel_fim.discarder.count",
             callbacks=[self._gauge_callback("discarders", lambda: self.discarders)],
             unit="{discarder}",
             description="Discarders currently installed in the kernel.",
@@ -93,13 +94,13 @@ class FimMetrics:
             "full, reading stops and the kernel counts what it cannot queue as lost.",
         )
         self._latency = meter.create_histogram(
-            "otel_fim.event.latency",
+            "otel_fim.event.duration",
             unit="s",
             description="Kernel timestamp to the event being handed to the outputs.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self._delivery = meter.create_histogram(
-            "otel_fim.export.latency",
+            "otel_fim.export.duration",
             unit="s",
             description="Kernel timestamp to the OTLP receiver acknowledging the log record.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
@@ -119,8 +120,8 @@ class FimMetrics:
         self._dropped = meter.create_counter(
             "otel_fim.spool.dropped",
             unit="{record}",
-            description="Log records given up before delivery, by severity_text and reason "
-            "(spool_full, spool_error, corrupt).",
+            description="Log records given up before delivery, by severity (otel_fim.severity) and "
+            "error.type (spool_full, spool_error, corrupt).",
         )
         self._failures = meter.create_counter(
             "otel_fim.export.failures",
@@ -130,8 +131,8 @@ class FimMetrics:
         self._plugin_errors = meter.create_counter(
             "otel_fim.plugin.errors",
             unit="{error}",
-            description="Exceptions raised by plugin hooks, by plugin (fim.plugin.name) and hook "
-            "(fim.plugin.hook); the agent logs each and carries on.",
+            description="Exceptions raised by plugin hooks, by plugin (otel_fim.plugin.name) and hook "
+            "(otel_fim.plugin.hook); the agent logs each and carries on.",
         )
         self._plugin_overflow = meter.create_counter(
             "otel_fim.plugin.queue.overflow",
@@ -188,13 +189,13 @@ class FimMetrics:
         self._delivery.record(max(seconds, 0.0))
 
     def record_export_failure(self, signal: str) -> None:
-        self._failures.add(1, {"fim.signal": signal})
+        self._failures.add(1, {"otel_fim.signal": signal})
 
     def record_spool_dropped(self, severity_text: str, count: int = 1, *, reason: str) -> None:
-        self._dropped.add(count, {"severity_text": severity_text, "fim.reason": reason})
+        self._dropped.add(count, {"otel_fim.severity": severity_text, "error.type": reason})
 
     def record_plugin_error(self, plugin: str, hook: str) -> None:
-        self._plugin_errors.add(1, {"fim.plugin.name": plugin, "fim.plugin.hook": hook})
+        self._plugin_errors.add(1, {"otel_fim.plugin.name": plugin, "otel_fim.plugin.hook": hook})
 
     def record_plugin_overflow(self, count: int = 1) -> None:
         self._plugin_overflow.add(count)
@@ -220,7 +221,7 @@ class FimMetrics:
             self._callback_failed("events")
             return []
         return [
-            Observation(value, {"fim.stage": stage, "fim.event.type": event_type})
+            Observation(value, {"otel_fim.stage": stage, "otel_fim.event.type": event_type})
             for (stage, event_type), value in counts.items()
         ]
 

@@ -8,6 +8,7 @@ equals the OTLP record a Collector receives. Attribute names come from `attribut
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -112,8 +113,12 @@ def _file_attributes(prefix: str, info: FileInfo) -> dict[str, Any]:
         attrs[f"{prefix}.mode"] = _mode_text(info.mode)
     if info.uid is not None:
         attrs[f"{prefix}.owner.id"] = str(info.uid)
+    if info.owner_name is not None:
+        attrs[f"{prefix}.owner.name"] = escape_name(info.owner_name)
     if info.gid is not None:
         attrs[f"{prefix}.group.id"] = str(info.gid)
+    if info.group_name is not None:
+        attrs[f"{prefix}.group.name"] = escape_name(info.group_name)
     return attrs
 
 
@@ -170,7 +175,10 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
             A.PROCESS_PID: p.pid,
             A.THREAD_ID: p.tid,
             A.PROCESS_PARENT_PID: p.ppid,
+            # The executable's basename replaces this when the process context knows the executable:
+            # comm is only its first 15 bytes, and the process can set it to anything.
             A.PROCESS_EXECUTABLE_NAME: escape_name(p.comm),
+            A.PROCESS_COMM: escape_name(p.comm),
             A.PROCESS_USER_ID: p.euid,
             A.PROCESS_REAL_USER_ID: p.uid,
             A.PROCESS_REAL_GROUP_ID: p.gid,
@@ -243,6 +251,8 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if p.executable is not None:
         attrs[A.PROCESS_EXECUTABLE_PATH] = escape_name(p.executable)
+        if name := os.path.basename(p.executable):
+            attrs[A.PROCESS_EXECUTABLE_NAME] = escape_name(name)
     if p.argv is not None:
         args = redact.active().argv([escape_name(a) for a in p.argv])
         attrs[A.PROCESS_COMMAND_ARGS] = args
@@ -317,6 +327,8 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         attrs[A.RULESET_NAME] = first.ruleset
     if first.category:
         attrs[A.RULE_CATEGORY] = first.category
+    if (reference := rule_reference(first)) is not None:
+        attrs[A.RULE_REFERENCE] = reference
     for key, value in sorted({k: v for m in reversed(matches) for k, v in m.tags.items()}.items()):
         attrs[f"{A.RULE_TAGS}.{key}"] = str(value)
     return attrs
@@ -342,15 +354,42 @@ def summary(event: Event, matches: Sequence[Match] = ()) -> str:
     return line + _matched(matches).rules if matches else line
 
 
+_MITRE_TECHNIQUE = re.compile(r"^T(\d{4})(?:\.(\d{3}))?$")
+
+
+def rule_reference(match: Match) -> str | None:
+    """A rule's `reference` tag, else the ATT&CK page of its `mitre` technique tag (T1548.003)."""
+    if reference := match.tags.get("reference"):
+        return str(reference)
+    technique = _MITRE_TECHNIQUE.match(str(match.tags.get("mitre", "")))
+    if technique is None:
+        return None
+    number, sub = technique.groups()
+    return f"https://attack.mitre.org/techniques/T{number}/" + (f"{sub}/" if sub else "")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def record_uid(timestamp_ns: int) -> str:
+    """A ULID (48-bit milliseconds, 80 random bits; 26 characters of Crockford base32), the form the
+    `log.record.uid` convention suggests. Made once per record, before the spool: delivery is at
+    least once, and a backend recognises a resent record by it."""
+    value = ((timestamp_ns // 1_000_000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
 def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     severity = _matched(matches).severity if matches else UNMATCHED_SEVERITY
+    attrs = attributes(event, matches)
+    attrs[A.LOG_RECORD_UID] = record_uid(event.timestamp_ns)
     return {
         "timestamp": event.timestamp_ns,
         "event_name": event_name(event),
         "severity_number": SEVERITY_NUMBER[severity],
         "severity_text": SEVERITY_TEXT[severity],
         "body": summary(event, matches),
-        "attributes": attributes(event, matches),
+        "attributes": attrs,
     }
 
 
@@ -438,9 +477,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
     try:
         event_type = EventType(attrs[A.EVENT_TYPE])
     except KeyError:
-        raise RecordError("no 'fim.event.type' attribute") from None
+        raise RecordError("no 'otel_fim.event.type' attribute") from None
     except ValueError:
-        raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
+        raise RecordError(f"unknown event type {attrs['otel_fim.event.type']!r}") from None
     if A.FILE_PATH not in attrs:
         raise RecordError("no 'file.path' attribute")
     process = ProcessInfo(
@@ -450,7 +489,7 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         uid=_int(attrs.get(A.PROCESS_REAL_USER_ID), 0) or 0,
         gid=_int(attrs.get(A.PROCESS_REAL_GROUP_ID), 0) or 0,
         euid=_int(attrs.get(A.PROCESS_USER_ID), 0) or 0,
-        comm=unescape_name(str(attrs.get(A.PROCESS_EXECUTABLE_NAME, ""))),
+        comm=unescape_name(str(attrs.get(A.PROCESS_COMM, attrs.get(A.PROCESS_EXECUTABLE_NAME, "")))),
         cgroup_id=_int(attrs.get(A.PROCESS_CGROUP_ID), 0) or 0,
     )
     container = None

@@ -75,6 +75,8 @@ class ProcessContext:
         rec = self.cache.lookup(p.pid, event.timestamp_ns - offset)
         p.user_name = self.users.user(p.euid)
         p.group_name = self.users.group(p.gid)
+        event.file.owner_name = self.users.user(event.file.uid)
+        event.file.group_name = self.users.group(event.file.gid)
         if rec is not None:
             snap = self._snapshot(rec, offset)
             p.executable = rec.executable

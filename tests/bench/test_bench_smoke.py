@@ -48,8 +48,8 @@ def test_openloop_and_rate_limited_burst(bench: tuple[Path, BenchPaths]) -> None
 def test_records_are_counted_per_rule(tmp_path: Path) -> None:
     jsonl = tmp_path / "records.jsonl"
     lines = [
-        {"attributes": {"fim.rule.ids": ["bench_watched_modified"]}},
-        {"attributes": {"fim.rule.ids": ["credentials_modified"]}},
+        {"attributes": {"otel_fim.rule.ids": ["bench_watched_modified"]}},
+        {"attributes": {"otel_fim.rule.ids": ["credentials_modified"]}},
         {"attributes": {}},
     ]
     jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))

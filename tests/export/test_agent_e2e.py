@@ -64,9 +64,9 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
     opened = by_name["otel_fim.file.open"]
     assert opened.attributes["file.path"] == str(paths["target"])
     assert opened.attributes["process.pid"] == os.getpid()
-    assert "O_CREAT" in opened.attributes["fim.open.flags_text"]
-    assert by_name["otel_fim.file.chmod"].attributes["fim.chmod.mode"] == "0600"
-    assert by_name["otel_fim.file.rename"].attributes["fim.file.destination.path"] == str(paths["moved"])
+    assert "O_CREAT" in opened.attributes["otel_fim.open.flags_text"]
+    assert by_name["otel_fim.file.chmod"].attributes["otel_fim.chmod.mode"] == "0600"
+    assert by_name["otel_fim.file.rename"].attributes["otel_fim.file.destination.path"] == str(paths["moved"])
     assert by_name["otel_fim.file.unlink"].attributes["file.path"] == str(paths["moved"])
     for lg in got:
         assert (lg.severity_number, lg.severity_text) == (9, "info")  # no rules: every event, at INFO
@@ -193,7 +193,7 @@ rules:
     assert opened.attributes["security_rule.description"] == "write under the watched directory"
     assert opened.attributes["security_rule.ruleset.name"] == "watched-policy"
     assert opened.attributes["security_rule.category"] == "impact"
-    assert opened.attributes["fim.rule.tags.mitre"] == "T1565"
+    assert opened.attributes["otel_fim.rule.tags.mitre"] == "T1565"
     assert opened.body.endswith("rules=watched_written")
     chmod = by_name["otel_fim.file.chmod"]
     assert (chmod.severity_number, chmod.severity_text) == (21, "critical")

@@ -96,8 +96,8 @@ def test_failures_retry_with_backoff_and_delete_only_on_success(tmp_path):
         for m in sm.metrics
         for p in m.data.data_points
     }
-    assert points[("otel_fim.export.failures", (("fim.signal", "logs"),))].value == 3
-    assert points[("otel_fim.export.latency", ())].count == 5
+    assert points[("otel_fim.export.failures", (("otel_fim.signal", "logs"),))].value == 3
+    assert points[("otel_fim.export.duration", ())].count == 5
 
 
 def test_exporter_exception_is_a_failure_not_a_dead_thread(tmp_path):
@@ -150,7 +150,7 @@ def test_corrupt_row_is_dropped_and_counted_not_blocking(tmp_path):
         if m.name == "otel_fim.spool.dropped"
         for p in m.data.data_points
     ]
-    assert [(dict(p.attributes)["fim.reason"], p.value) for p in dropped] == [("corrupt", 1)]
+    assert [(dict(p.attributes)["error.type"], p.value) for p in dropped] == [("corrupt", 1)]
 
 
 def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
@@ -179,8 +179,8 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
     }
     assert points["otel_fim.spool.dropped"].value == 2
     assert dict(points["otel_fim.spool.dropped"].attributes) == {
-        "severity_text": "low",
-        "fim.reason": "spool_full",
+        "otel_fim.severity": "low",
+        "error.type": "spool_full",
     }
     assert points["otel_fim.spool.depth"].value == 3
     assert "spool full" in caplog.text

@@ -88,7 +88,7 @@ def test_records_are_redacted_by_default():
     assert attrs["process.command_args"] == ["mysql", "-pREDACTED", "db"]
     assert attrs["process.command_line"] == "mysql -pREDACTED db"
     assert "TopSecret" not in repr(attrs)  # the parent's command line is not a way around it
-    assert "TopSecret" not in attrs["fim.process.parent.command_line"]
+    assert "TopSecret" not in attrs["otel_fim.process.parent.command_line"]
 
 
 def test_a_command_line_in_one_argument_cannot_hide_a_secret():

@@ -111,8 +111,8 @@ def check_promql(expr: str, series: dict[str, set[str]], metrics) -> list[str]:
     for metric, label, equal, value in names.matchers:
         if metric in series and label not in series[metric]:
             problems.append(f"{metric} has no label {label!r}")
-        if label == "fim_stage" and equal and value not in STAGES:
-            problems.append(f"fim_stage {value!r} is not a stage ({STAGES})")
+        if label == "otel_fim_stage" and equal and value not in STAGES:
+            problems.append(f"otel_fim_stage {value!r} is not a stage ({STAGES})")
         if label == "job" and equal and value != "otel-fim":
             problems.append(f"job is service.name, 'otel-fim', not {value!r}")
     for label in names.grouping - labels:
@@ -189,13 +189,13 @@ def test_latest_detections_table_columns_are_emitted():
     builder = load_builder()
     labels, metadata = catalog.loki_fields()
     assert set(builder.LATEST_COLUMNS) <= labels | metadata, set(builder.LATEST_COLUMNS) - labels - metadata
-    assert "fim_plugin_diff_unified" in builder.LATEST_COLUMNS
+    assert "otel_fim_plugin_diff_unified" in builder.LATEST_COLUMNS
 
 
 def test_the_checks_catch_wrong_names(series, metrics):
     assert check_promql('rate(otel_fim_event_total{job="otel-fim"}[5m])', series, metrics)
-    assert check_promql('sum by (fim_reason) (otel_fim_spool_depth{job="otel-fim"})', series, metrics)
-    assert check_promql('otel_fim_events_total{fim_stage="kernel.dropped"}', series, metrics)
+    assert check_promql('sum by (error_type) (otel_fim_spool_depth{job="otel-fim"})', series, metrics)
+    assert check_promql('otel_fim_events_total{otel_fim_stage="kernel.dropped"}', series, metrics)
     assert check_logql('sum by (rule) (count_over_time({service_name="otel-fim"} [5m]))')
     assert check_logql('{service_name="otel-fim"} | severity_text = "FATAL"')
     assert check_logql('{host_name="x"}')  # structured metadata, not an index label
