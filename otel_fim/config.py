@@ -88,6 +88,7 @@ class AgentConfig:
     log_level: str = "info"
     # Without rules every file event on the host is reported: OTLP export of that needs this on.
     all_events: bool = False
+    default_rules: bool = False  # also load the default policy installed with the package
     redaction: RedactionConfig = field(default_factory=RedactionConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)

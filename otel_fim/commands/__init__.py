@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+import otel_fim
 from otel_fim.commands.plugins import add_plugins_commands
 from otel_fim.commands.rules import add_rules_commands
 from otel_fim.commands.run import add_run_command
@@ -13,6 +14,7 @@ from otel_fim.commands.run import add_run_command
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="otel-fim", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"otel-fim {otel_fim.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     add_run_command(sub)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import TextIO
 
+from otel_fim import data_dir
 from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
@@ -16,7 +17,8 @@ from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.ruleset import RuleSet
 
-DEFAULT_PATHS = ["rules/"]
+# The default policy installed with the package (rules/ of the source tree), not ./rules.
+DEFAULT_PATHS = [str(data_dir("otel_fim_rules", "rules"))]
 
 
 def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -25,14 +27,14 @@ def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
 
     check = sub.add_parser("check", help="validate policies; show rules and approvers per event type")
     check.add_argument(
-        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: the installed policy)"
     )
     check.set_defaults(func=run_check)
 
     test = sub.add_parser("test", help="evaluate recorded events (the agent's jsonl output) against policies")
     test.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="jsonl file, '-' for stdin")
     test.add_argument(
-        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: the installed policy)"
     )
     test.add_argument("--only-matches", action="store_true", help="print only events some rule matches")
     test.set_defaults(func=run_test)

@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 
+from otel_fim import data_dir
 from otel_fim.agent import run_agent
 from otel_fim.config import DEFAULT_STATE_DIR, AgentConfig, ConfigError, load_config
 from otel_fim.export.endpoint import PROTOCOLS
@@ -29,6 +30,17 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SPEC",
         help="console | jsonl:PATH | otlp (repeatable; default: otlp when an endpoint is set, else console)",
+    )
+    p.add_argument(
+        "--default-rules",
+        action="store_const",
+        const=True,
+        help="also load the default policy installed with otel-fim",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity on stderr (default info; -v is debug)",
     )
     p.add_argument(
         "--all-events",
@@ -91,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"otel-fim: {exc}", file=sys.stderr)
         return 2
+    if config.default_rules:  # the policy installed with the package, besides any --rules
+        config.rules = [*config.rules, str(data_dir("otel_fim_rules", "rules"))]
     level = logging.DEBUG if args.verbose else getattr(logging, config.log_level.upper())
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
