@@ -65,7 +65,15 @@ def reload_rules(path: DataPath) -> bool:
     return True
 
 
-def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
+def spool_snapshot(outputs: Any) -> dict[str, int]:
+    """Depth and drops of the OTLP spool (the outputs that have one); empty without OTLP."""
+    spools = [o.spool for o in outputs if hasattr(o, "spool")]
+    if not spools:
+        return {}
+    return {"depth": sum(s.depth() for s in spools), "dropped": sum(s.dropped_total for s in spools)}
+
+
+def stats_snapshot(sensor: Sensor, pipeline: Pipeline, outputs: Any = ()) -> dict[str, Any]:
     kernel: dict[str, dict[str, int]] = {}
     for (counter, etype), value in sensor.counters().items():
         kernel.setdefault(etype.value, {})[counter] = value
@@ -87,6 +95,7 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
+        "spool": spool_snapshot(outputs),
     }
 
 
@@ -113,7 +122,15 @@ def status_line(stats: dict[str, Any]) -> str:
     user = stats["user"]
     kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
-    return f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    line = (
+        f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+        f" backlog={user['unhandled_at_exit']} plugin_overflow={user['plugin_queue_overflow']}"
+        f" plugin_errors={user['plugin_errors']} output_errors={user['output_errors']}"
+    )
+    spool = stats.get("spool") or {}
+    if spool:
+        line += f" | spool depth={spool['depth']} dropped={spool['dropped']}"
+    return line
 
 
 def run_agent(config: AgentConfig) -> int:
@@ -157,11 +174,12 @@ def run_agent(config: AgentConfig) -> int:
                 config.status_interval,
                 reload=lambda: reload_rules(path),
                 notifier=notifier,
+                outputs=path.export.outputs,
             )
             notifier.stopping()
             drain(sensor)  # what is already in the ring buffer still counts
             path.finish()
-            stats = stats_snapshot(sensor, path.pipeline)
+            stats = stats_snapshot(sensor, path.pipeline, path.export.outputs)
             path.export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
         path.close()
@@ -190,6 +208,7 @@ def poll_until_stopped(
     status_interval: float,
     reload: Callable[[], bool] = lambda: False,
     notifier: Notifier | None = None,
+    outputs: Any = (),
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     ping_every = notifier.watchdog_interval if notifier is not None else None
@@ -212,5 +231,5 @@ def poll_until_stopped(
         if deadline is not None and now >= deadline:
             break
         if next_status is not None and now >= next_status:
-            print(status_line(stats_snapshot(sensor, pipeline)), file=sys.stderr, flush=True)
+            print(status_line(stats_snapshot(sensor, pipeline, outputs)), file=sys.stderr, flush=True)
             next_status = now + status_interval

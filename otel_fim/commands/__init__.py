@@ -1,4 +1,5 @@
-"""`otel-fim` command line: `run` (the agent), `rules check|test`, `plugins list`. One module per
+"""`otel-fim` command line: `run` (the agent), `rules check|list|fields|test`, `plugins list`,
+`config check`. One module per
 command; each parses its flags and calls the engines, which import nothing from here."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ import argparse
 import sys
 
 import otel_fim
+from otel_fim.commands.config import add_config_commands
 from otel_fim.commands.plugins import add_plugins_commands
 from otel_fim.commands.rules import add_rules_commands
 from otel_fim.commands.run import add_run_command
@@ -20,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub)
     add_rules_commands(sub)
     add_plugins_commands(sub)
+    add_config_commands(sub)
     return parser
 
 
