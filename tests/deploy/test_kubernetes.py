@@ -90,7 +90,7 @@ def test_daemonset_config_and_rules_load(tmp_path):
     (tmp_path / "config.yaml").write_text(config_map["config.yaml"])
     config = load_config(tmp_path / "config.yaml")
     assert config.outputs == ["otlp"] and config.state_dir == "/var/lib/otel-fim"
-    assert "/etc/otel-fim/rules" in config.rules
+    assert "/etc/otel-fim/rules" in config.rules and config.default_rules
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     for name, text in resource("ConfigMap", "otel-fim-rules")["data"].items():
