@@ -16,19 +16,11 @@ import random
 import time
 from pathlib import Path
 
-from otel_fim.event import (
-    ChmodDetails,
-    DestinationDetails,
-    Event,
-    EventType,
-    FileInfo,
-    OpenDetails,
-    ProcessInfo,
-)
+from otel_fim.event import Event, EventType
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_APPEND, O_CLOEXEC, O_CREAT, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, make_event
 
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules"
-O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_TRUNC, O_APPEND, O_CLOEXEC = 0, 1, 2, 0o100, 0o1000, 0o2000, 0o2000000
 
 LIBS = [
     f"/usr/lib/x86_64-linux-gnu/lib{n}.so.{v}"
@@ -60,47 +52,50 @@ COMMS = ["bash", "python3", "nginx", "postgres", "sshd", "systemd", "cron", "vim
 
 
 def _event(
-    t: EventType, path: str, rng: random.Random, details: object = None, comm: str | None = None
+    t: EventType,
+    path: str,
+    rng: random.Random,
+    *,
+    flags: int = O_RDONLY,
+    mode: int = 0,
+    comm: str | None = None,
 ) -> Event:
+    """One event of the mix by a random process; random draws in a fixed order (pid, comm, inode),
+    so a seed always gives the same mix."""
     pid = rng.randrange(100, 30000)
-    return Event(
-        type=t,
-        syscall=t.value,
-        timestamp_ns=0,
-        retval=0,
-        process=ProcessInfo(pid, pid, 1, 1000, 1000, 1000, comm or rng.choice(COMMS)),
-        file=FileInfo(path, inode=rng.randrange(1, 1 << 20), mode=0o100644, uid=0, gid=0),
-        details=details,  # type: ignore[arg-type]
+    comm = comm or rng.choice(COMMS)
+    inode = rng.randrange(1, 1 << 20)
+    return make_event(
+        t, path, flags=flags, mode=mode, pid=pid, uid=1000, gid=1000, comm=comm, inode=inode, timestamp_ns=0
     )
 
 
-def make_events(count: int, seed: int = 1) -> list[Event]:
+def event_mix(count: int, seed: int = 1) -> list[Event]:
     rng = random.Random(seed)
     out: list[Event] = []
     for _ in range(count):
         r = rng.random()
         if r < 0.45:  # read-only opens: libraries and configuration
             path = rng.choice(LIBS + CONFIGS)
-            out.append(_event(EventType.OPEN, path, rng, OpenDetails(O_RDONLY | O_CLOEXEC, 0)))
+            out.append(_event(EventType.OPEN, path, rng, flags=O_RDONLY | O_CLOEXEC))
         elif r < 0.55:  # reading user files
-            out.append(_event(EventType.OPEN, rng.choice(HOMES), rng, OpenDetails(O_RDONLY, 0)))
+            out.append(_event(EventType.OPEN, rng.choice(HOMES), rng, flags=O_RDONLY))
         elif r < 0.70:  # writes: logs, temporary and home files
             path = rng.choice(LOGS + TMPS + HOMES)
             flags = rng.choice([O_WRONLY | O_APPEND, O_WRONLY | O_CREAT | O_TRUNC, O_RDWR])
-            out.append(_event(EventType.OPEN, path, rng, OpenDetails(flags, 0o644)))
+            out.append(_event(EventType.OPEN, path, rng, flags=flags, mode=0o644))
         elif r < 0.82:
             out.append(_event(EventType.UNLINK, rng.choice(TMPS), rng))
         elif r < 0.90:
-            src = rng.choice(HOMES + TMPS)
-            out.append(_event(EventType.RENAME, src, rng, DestinationDetails(FileInfo(src + ".new"))))
+            out.append(_event(EventType.RENAME, rng.choice(HOMES + TMPS), rng))  # onto <name>.new
         elif r < 0.95:
-            out.append(_event(EventType.CHMOD, rng.choice(TMPS + HOMES), rng, ChmodDetails(0o600)))
+            out.append(_event(EventType.CHMOD, rng.choice(TMPS + HOMES), rng, mode=0o600))
         elif r < 0.99:
             out.append(_event(EventType.UTIMES, rng.choice(HOMES + LOGS), rng))
         else:  # ~1%: a watched file written, half of the time by the package manager
             comm = "dpkg" if rng.random() < 0.5 else "bash"
             path = rng.choice(WATCHED)
-            out.append(_event(EventType.OPEN, path, rng, OpenDetails(O_WRONLY | O_TRUNC, 0o644), comm))
+            out.append(_event(EventType.OPEN, path, rng, flags=O_WRONLY | O_TRUNC, mode=0o644, comm=comm))
     return out
 
 
@@ -125,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", default=str(DEFAULT_RULES))
     args = parser.parse_args(argv)
     ruleset = RuleSet.load([args.rules])
-    events = make_events(args.events)
+    events = event_mix(args.events)
     rate, matched = run(ruleset, events, args.rounds)
     print(
         f"{len(ruleset)} rules, {len(events)} events ({matched / len(events):.2%} matched): "

@@ -8,14 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.export.receiver import Rotel, rotel_binary
-from tests.kernel_harness import EventCollector, start_collector
-
-
-def kernel_unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"kernel test cannot run under CI: {reason}")
-    pytest.skip(reason)
+from tests.support.agent_harness import kill_leftovers
+from tests.support.kernel_harness import EventCollector, kernel_unavailable, start_collector
+from tests.support.otlp_receiver import Rotel, rotel_binary
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,6 +59,4 @@ def rotel(tmp_path) -> Iterator[Rotel]:
 @pytest.fixture(autouse=True)
 def _no_agent_outlives_its_test() -> Iterator[None]:
     yield
-    from tests.agent_harness import kill_leftovers
-
     kill_leftovers()

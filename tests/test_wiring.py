@@ -7,27 +7,19 @@ the agent's end-to-end tests)."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
 from otel_fim.config import AgentConfig, PluginsConfig
-from otel_fim.event import Event, EventType, FileInfo, OpenDetails, ProcessInfo
+from otel_fim.event import Event, EventType
 from otel_fim.rules.errors import PolicyError
 from otel_fim.wiring import build_data_path
+from tests.factories import agent_event
 
 
 def event(path: Path) -> Event:
-    return Event(
-        type=EventType.OPEN,
-        syscall="openat",
-        timestamp_ns=time.time_ns(),
-        retval=3,
-        process=ProcessInfo(pid=1, tid=1, ppid=0, uid=0, gid=0, euid=0, comm="vim"),
-        file=FileInfo(str(path), inode=7, mode=0o100644, uid=0, gid=0),
-        details=OpenDetails(flags=0o1101, mode=0o644),
-    )
+    return agent_event(str(path))
 
 
 def test_one_config_builds_rules_plugins_and_outputs_into_one_path(tmp_path: Path) -> None:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import start_agent, stop_agent
-
-from .receiver import ReceivedLog
+from tests.support.agent_harness import start_agent, stop_agent
+from tests.support.otlp_receiver import ReceivedLog
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 
@@ -103,7 +102,7 @@ def spooled_paths(state: Path, watched: Path) -> int:
 
 @pytest.mark.kernel
 def test_agent_sigkilled_with_undelivered_events_delivers_them_after_restart(tmp_path):
-    from .receiver import Rotel
+    from tests.support.otlp_receiver import Rotel
 
     receiver = Rotel(tmp_path)  # ports reserved; receiver down
     watched, state = tmp_path / "watched", tmp_path / "state"

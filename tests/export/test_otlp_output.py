@@ -9,8 +9,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otel_fim.export.metrics import FimMetrics
 from otel_fim.export.otlp import OtlpOutput, otlp_value
 from otel_fim.export.outputs import JsonlOutput, build_output, emit_all
-
-from .conftest import MATCHES, make_event
+from tests.factories import MATCHES, numbered_event
 
 
 class FlakyExporter(LogRecordExporter):
@@ -57,7 +56,7 @@ def test_otlp_record_equals_jsonl_record(tmp_path):
     exporter = FlakyExporter()
     otlp = OtlpOutput(exporter=exporter, state_dir=tmp_path)
     jsonl = JsonlOutput(tmp_path / "out.jsonl")
-    sent = [emit_all([otlp, jsonl], make_event(i), MATCHES) for i in range(3)]
+    sent = [emit_all([otlp, jsonl], numbered_event(i), MATCHES) for i in range(3)]
     assert otlp.flush(10)
     otlp.close()
     jsonl.close()
@@ -80,7 +79,7 @@ def test_failures_retry_with_backoff_and_delete_only_on_success(tmp_path):
         exporter=exporter, state_dir=tmp_path, backoff_initial=0.01, backoff_max=0.02, metrics=metrics
     )
     for i in range(5):
-        emit_all([out], make_event(i), MATCHES)
+        emit_all([out], numbered_event(i), MATCHES)
     assert out.flush(10)
     assert exporter.calls >= 4
     assert out.export_failures == 3
@@ -103,7 +102,7 @@ def test_failures_retry_with_backoff_and_delete_only_on_success(tmp_path):
 def test_exporter_exception_is_a_failure_not_a_dead_thread(tmp_path):
     exporter = FlakyExporter(fail=2, raise_instead=True)
     out = OtlpOutput(exporter=exporter, state_dir=tmp_path, backoff_initial=0.01, backoff_max=0.01)
-    emit_all([out], make_event(1), MATCHES)
+    emit_all([out], numbered_event(1), MATCHES)
     assert out.flush(10)
     assert len(exporter.accepted) == 1
     out.close()
@@ -115,7 +114,7 @@ def test_close_keeps_undelivered_and_next_start_delivers(tmp_path):
         exporter=down, state_dir=tmp_path, backoff_initial=0.01, backoff_max=0.05, close_timeout=0.2
     )
     for i in range(4):
-        emit_all([first], make_event(i), MATCHES)
+        emit_all([first], numbered_event(i), MATCHES)
     assert not first.flush(0.3)
     first.close()
     assert down.shut and not down.accepted
@@ -138,7 +137,7 @@ def test_corrupt_row_is_dropped_and_counted_not_blocking(tmp_path):
     reader = InMemoryMetricReader()
     good = FlakyExporter()
     out = OtlpOutput(exporter=good, state_dir=tmp_path, metrics=FimMetrics.with_reader(reader))
-    emit_all([out], make_event(1), MATCHES)
+    emit_all([out], numbered_event(1), MATCHES)
     assert out.flush(10)
     out.close()
     assert len(good.accepted) == 1
@@ -166,7 +165,7 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
         metrics=metrics,
     )
     for i in range(5):
-        emit_all([out], make_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 ERROR, 4 INFO4
+        emit_all([out], numbered_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 ERROR, 4 INFO4
     assert out.spool.depth() == 3
     data = reader.get_metrics_data()
     out.close()

@@ -16,9 +16,8 @@ from otel_fim.export.endpoint import OtlpEndpoint
 from otel_fim.export.metrics import FimMetrics
 from otel_fim.export.otlp import OtlpOutput
 from otel_fim.export.outputs import emit_all
-
-from .conftest import MATCHES, make_event
-from .receiver import Rotel
+from tests.factories import MATCHES, numbered_event
+from tests.support.otlp_receiver import Rotel
 
 PROTOCOLS = ["grpc", "http/protobuf"]
 
@@ -27,7 +26,7 @@ PROTOCOLS = ["grpc", "http/protobuf"]
 def test_logs_arrive_with_name_severity_attributes_resource(rotel, tmp_path, protocol, monkeypatch):
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=test,host.name=from-env")
     out = OtlpOutput(endpoint=rotel.endpoint(protocol), protocol=protocol, state_dir=tmp_path / "state")
-    record = emit_all([out], make_event(7), MATCHES)
+    record = emit_all([out], numbered_event(7), MATCHES)
     assert out.flush(20), "receiver did not acknowledge"
     out.close()
     logs = rotel.wait_logs(lambda logs: logs)
@@ -66,7 +65,7 @@ def test_protocol_from_environment(rotel, tmp_path, protocol, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rotel.endpoint(protocol))
     out = OtlpOutput(state_dir=tmp_path / "state")
-    emit_all([out], make_event(1), MATCHES)
+    emit_all([out], numbered_event(1), MATCHES)
     assert out.flush(20)
     out.close()
     assert len(rotel.wait_logs(lambda logs: logs)) == 1
@@ -118,13 +117,13 @@ def test_receiver_down_then_up_delivers_everything(tmp_path, protocol):
     n = 40
     try:
         for i in range(n // 2):
-            emit_all([out], make_event(i), MATCHES)
+            emit_all([out], numbered_event(i), MATCHES)
         time.sleep(1.0)
         assert out.export_failures >= 1
         assert out.spool.depth() == n // 2
         receiver.start()
         for i in range(n // 2, n):
-            emit_all([out], make_event(i), MATCHES)
+            emit_all([out], numbered_event(i), MATCHES)
         assert out.flush(30), f"{out.spool.depth()} records still spooled"
     finally:
         out.close()
@@ -141,12 +140,12 @@ _WRITER = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from otel_fim.export.otlp import OtlpOutput
     from otel_fim.export.outputs import emit_all
-    from tests.export.conftest import MATCHES, make_event
+    from tests.factories import MATCHES, numbered_event
 
     out = OtlpOutput(endpoint={endpoint!r}, protocol={protocol!r}, timeout=1, state_dir={state!r},
                      backoff_initial=0.2, backoff_max=0.5)
     for i in range({n}):
-        emit_all([out], make_event(i), MATCHES)
+        emit_all([out], numbered_event(i), MATCHES)
     open({ready!r}, "w").write("ok")
     time.sleep(600)  # holding undelivered events until SIGKILL
     """

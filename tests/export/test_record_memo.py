@@ -7,7 +7,7 @@ from otel_fim.event import AncestorInfo
 from otel_fim.export import record
 from otel_fim.memo import Memo
 from otel_fim.rules.match import Match
-from tests.rules.rules_helpers import make_event
+from tests.factories import make_event
 
 MATCHES = [Match("r1", "high", "one", {"team": "a"}, "p"), Match("r2", "low", "two", {}, "p")]
 

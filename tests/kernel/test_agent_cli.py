@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import records, start_agent, wait_records
+from tests.support.agent_harness import records, start_agent, wait_records
 
 pytestmark = pytest.mark.kernel
 

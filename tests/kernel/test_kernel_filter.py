@@ -18,8 +18,7 @@ from otel_fim.kernel.feedback import FilterFeedback
 from otel_fim.kernel.sensor import Sensor, SensorOptions
 from otel_fim.pipeline import Emitter, Pipeline
 from otel_fim.rules.ruleset import RuleSet
-from tests.conftest import kernel_unavailable
-from tests.kernel_harness import in_child
+from tests.support.kernel_harness import in_child, kernel_unavailable
 
 pytestmark = pytest.mark.kernel
 

@@ -10,7 +10,7 @@ import pytest
 from otel_fim.kernel import headers
 from otel_fim.kernel.btf import Btf
 from otel_fim.kernel.offsets import MEMBERS, read_offsets
-from tests.kernel_harness import EventCollector
+from tests.support.kernel_harness import EventCollector
 
 pytestmark = pytest.mark.kernel
 

@@ -12,7 +12,7 @@ import pytest
 
 from otel_fim.event import EventType
 from otel_fim.export.record import log_record
-from tests.kernel_harness import EventCollector, in_child
+from tests.support.kernel_harness import EventCollector, in_child
 
 pytestmark = pytest.mark.kernel
 
@@ -212,7 +212,7 @@ def test_without_the_name_lookup_names_are_still_resolved(
     """Kernels whose BTF lacks what the lookup reads (before 6.8 / 6.14) compile it out; names are
     then joined and resolved in user space as before."""
     from otel_fim.kernel import sensor as sensor_module
-    from tests.kernel_harness import start_collector
+    from tests.support.kernel_harness import start_collector
 
     monkeypatch.setattr(sensor_module, "name_lookup_constants", lambda btf: {"FIM_NAME_LOOKUP": 0})
     collector = start_collector()

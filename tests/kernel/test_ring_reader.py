@@ -11,8 +11,7 @@ import pytest
 
 from otel_fim.event import Event, EventType
 from otel_fim.kernel.sensor import Sensor, SensorOptions
-from tests.conftest import kernel_unavailable
-from tests.kernel_harness import in_child
+from tests.support.kernel_harness import in_child, kernel_unavailable
 
 pytestmark = pytest.mark.kernel
 

@@ -21,7 +21,7 @@ from otel_fim.event import (
     TruncateDetails,
     XattrDetails,
 )
-from tests.kernel_harness import EventCollector, in_child, libc, syscall
+from tests.support.kernel_harness import EventCollector, in_child, libc, syscall
 
 pytestmark = pytest.mark.kernel
 libc.syscall.restype = ctypes.c_long

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import records, start_agent, stop_agent, wait_records
+from tests.support.agent_harness import records, start_agent, stop_agent, wait_records
 
 pytestmark = pytest.mark.kernel
 

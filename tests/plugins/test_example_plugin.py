@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from .helpers import records, start_agent, stop_agent, wait_records
+from tests.support.agent_harness import records, start_agent, stop_agent, wait_records
 
 
 def test_plugins_list_shows_bundled_and_the_installed_example(example_plugin, tmp_path):

@@ -15,8 +15,8 @@ from otel_fim.plugin.manager import PluginError, load_plugins
 from otel_fim.plugin_api import ActionSchema, Param, PluginField, hookimpl
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.ruleset import RuleSet
-
-from .helpers import Recorder, agent_config, make_event, with_plugins
+from tests.factories import agent_event
+from tests.support.plugins import Recorder, agent_config, with_plugins
 
 RULE = """
 version: 1
@@ -60,8 +60,8 @@ def setup(tmp_path, *plugins, rules=RULE, **config):
 def test_enricher_attributes_are_namespaced_and_reach_the_outputs(tmp_path):
     plugins, pipeline, out = setup(tmp_path, ("owners", Enricher()))
     pipeline = with_plugins(plugins, pipeline)
-    pipeline.handle(make_event())
-    pipeline.handle(make_event("/not/watched"))
+    pipeline.handle(agent_event())
+    pipeline.handle(agent_event("/not/watched"))
     assert pipeline.flush(5)
     pipeline.close()
     assert len(out.records) == 1
@@ -80,7 +80,7 @@ def test_a_raising_hook_is_counted_and_the_others_and_the_agent_keep_going(tmp_p
     plugins, pipeline, out = setup(tmp_path, ("boom", boom), ("owners", Enricher()))
     pipeline = with_plugins(plugins, pipeline, metrics)
     for _ in range(5):
-        pipeline.handle(make_event())
+        pipeline.handle(agent_event())
     assert pipeline.flush(5)
     assert boom.calls == 5
     assert len(out.records) == 5
@@ -115,7 +115,7 @@ def test_startup_failure_unloads_the_plugin_only(tmp_path):
     assert plugins.loaded() == ["owners"]
     pipeline = with_plugins(plugins, pipeline)
     assert pipeline.counters.plugin_errors == 1
-    pipeline.handle(make_event())
+    pipeline.handle(agent_event())
     pipeline.close()
     assert not any(k.startswith("otel_fim.plugin.bad") for k in out.records[0]["attributes"])
 
@@ -206,8 +206,8 @@ def test_actions_run_only_for_rules_that_list_them_with_defaults_filled_in(tmp_p
     )
     plugins, pipeline, out = setup(tmp_path, ("pager", pager), rules=rules)
     pipeline = with_plugins(plugins, pipeline)
-    pipeline.handle(make_event("/etc/fim-test/x"))
-    pipeline.handle(make_event("/etc/fim-test/y"))
+    pipeline.handle(agent_event("/etc/fim-test/x"))
+    pipeline.handle(agent_event("/etc/fim-test/y"))
     pipeline.close()
     assert len(out.records) == 2
     assert pager.runs == [("page", {"team": "sec", "urgency": 3}, "watched", "/etc/fim-test/x")]
@@ -241,7 +241,7 @@ def test_full_queue_exports_unenriched_and_counts_the_overflow(tmp_path):
     pipeline = with_plugins(plugins, pipeline)
     started = time.monotonic()
     for _ in range(10):
-        pipeline.handle(make_event())
+        pipeline.handle(agent_event())
     # One wait, not one per event: the consumer is not held up by a stuck plugin.
     assert time.monotonic() - started < 0.5
     overflowed = pipeline.counters.plugin_queue_overflow
@@ -266,7 +266,7 @@ def test_close_drains_the_queue_before_the_outputs_close(tmp_path):
     plugins, pipeline, out = setup(tmp_path, ("lazy", Lazy()))
     pipeline = with_plugins(plugins, pipeline)
     for _ in range(20):
-        pipeline.handle(make_event())
+        pipeline.handle(agent_event())
     pipeline.close()
     assert out.closed
     assert len(out.records) == 20
@@ -278,7 +278,7 @@ def test_close_with_a_stuck_plugin_still_exports_what_is_queued(tmp_path):
     plugins, pipeline, out = setup(tmp_path, ("slow", slow))
     pipeline = with_plugins(plugins, pipeline)
     for _ in range(3):
-        pipeline.handle(make_event())
+        pipeline.handle(agent_event())
     pipeline.close(timeout=0.2)
     slow.release.set()
     reasons = [r["attributes"].get("otel_fim.plugins.skipped") for r in out.records]
@@ -313,7 +313,7 @@ rules:
     assert approvers.accept_all  # the plugin field constrains nothing the kernel could check
     assert not ruleset.is_discarder(EventType.OPEN, "file.path", "/elsewhere")
     assert not ruleset.is_discarder(EventType.OPEN, "file.name", "elsewhere")
-    assert ruleset.evaluate(make_event("/elsewhere"))  # matched through the plugin field
+    assert ruleset.evaluate(agent_event("/elsewhere"))  # matched through the plugin field
 
 
 def test_a_raising_field_getter_is_none_and_counted(tmp_path):
@@ -327,7 +327,7 @@ rules:
 """
     plugins, pipeline, _ = setup(tmp_path, ("myplugin", FieldPlugin()), rules=rules)
     pipeline = with_plugins(plugins, pipeline)
-    matches = pipeline.ruleset.evaluate(make_event("/x"))
+    matches = pipeline.ruleset.evaluate(agent_event("/x"))
     assert [m.rule_id for m in matches] == ["fine"]
     assert plugins.counters.errors[("myplugin", "field:myplugin.broken")] == 1
     pipeline.close()

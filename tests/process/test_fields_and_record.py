@@ -6,7 +6,8 @@ from otel_fim.event import AncestorInfo, ContainerInfo
 from otel_fim.export.record import attributes
 from otel_fim.rules.field_catalog import standard_fields
 from otel_fim.rules.fields import FieldType
-from tests.rules.rules_helpers import make_event, matched_ids, ruleset
+from tests.factories import make_event
+from tests.support.rules import matched_ids, ruleset
 
 
 def enriched(container: str | None = None):

@@ -14,9 +14,9 @@ import pytest
 from otel_fim.event import EventType
 from otel_fim.export.record import attributes
 from otel_fim.process.cache import read_proc
-from tests.conftest import kernel_unavailable
-from tests.process.conftest import ProcSensor
-from tests.rules.rules_helpers import matched_ids, ruleset
+from tests.support.kernel_harness import kernel_unavailable
+from tests.support.process_sensor import ProcSensor
+from tests.support.rules import matched_ids, ruleset
 
 pytestmark = pytest.mark.kernel
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from rules_helpers import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, make_event, ruleset
 
 from otel_fim.event import EventType
 from otel_fim.rules.compiler import WRITE_OPEN_FLAGS
 from otel_fim.rules.glob import glob_shape
+from tests.factories import O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, make_event
+from tests.support.rules import ruleset
 
 OPEN = EventType.OPEN
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from rules_helpers import O_CREAT, O_WRONLY, make_event
 
 from otel_fim.commands import main
 from otel_fim.export.record import RecordError, event_from_record, log_record, unescape_name
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_CREAT, O_WRONLY, make_event
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "rules"

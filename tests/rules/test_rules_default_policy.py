@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rules_helpers import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, make_event
 
 from otel_fim.event import EventType
 from otel_fim.rules.match import SEVERITIES
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_CREAT, O_RDONLY, O_TRUNC, O_WRONLY, make_event
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"
 WRITE = O_WRONLY | O_CREAT | O_TRUNC

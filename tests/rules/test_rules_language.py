@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from rules_helpers import (
-    O_APPEND,
-    O_CREAT,
-    O_RDWR,
-    O_TRUNC,
-    O_WRONLY,
-    make_event,
-    matched_ids,
-    matches,
-    ruleset,
-)
 
 from otel_fim.event import EventType
 from otel_fim.rules.field_catalog import standard_fields
 from otel_fim.rules.fields import FieldType
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import O_APPEND, O_CREAT, O_RDWR, O_TRUNC, O_WRONLY, make_event
+from tests.support.rules import matched_ids, matches, ruleset
 
 PASSWD = make_event("open", "/etc/passwd", flags=O_WRONLY, comm="vi", uid=1000, euid=0)
 

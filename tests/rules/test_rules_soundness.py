@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rules_helpers import make_event
 
 from otel_fim.event import EventType
 from otel_fim.rules.approvers import ancestors
 from otel_fim.rules.glob import basename_can_match, can_match_with_prefix, glob_match, nfa_match
 from otel_fim.rules.ruleset import RuleSet
+from tests.factories import make_event
 
 SEGMENTS = ["etc", "ssh", "cron.d", "home", "alice", ".ssh", "bin", "passwd", "x.conf", "a", "ab"]
 WILD_SEGMENTS = ["*", "?", "a*", "*.conf", "**", "?b", "*ss*"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 # Every agent a test started: the conftest kills those still running after the test, so a failed
 # assertion does not leave an agent tracing the host for the rest of the run.
 STARTED: list[subprocess.Popen] = []
