@@ -19,7 +19,7 @@ from otel_fim.commands.run import merge_cli
 from otel_fim.config import AgentConfig
 from otel_fim.plugin.manager import load_plugins
 from otel_fim.rules.ruleset import RuleSet
-from tests.agent_harness import REPO, start_agent, stop_agent
+from tests.support.agent_harness import REPO, start_agent, stop_agent
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:

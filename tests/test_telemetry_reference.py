@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import sys
 
-from tests import catalog
+from tests.support import catalog
 
 REFERENCE = catalog.REPO / "docs/telemetry-reference.md"
 _NAME = re.compile(r"^\| `([^`]+)` \|")

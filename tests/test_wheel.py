@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agent_harness import REPO
+from tests.support.agent_harness import REPO
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's bcc bindings exist only for it
 

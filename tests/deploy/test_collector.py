@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.agent_harness import REPO
+from tests.support.agent_harness import REPO
 
 COLLECTOR = REPO / "examples/collector"
 CONFIGS = sorted(COLLECTOR.glob("*.yaml"))

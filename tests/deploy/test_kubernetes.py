@@ -17,8 +17,7 @@ import yaml
 
 from otel_fim.config import load_config
 from otel_fim.rules.ruleset import RuleSet
-from tests.agent_harness import REPO
-from tests.deploy.test_systemd import unit_settings
+from tests.support.deploy import REPO, unit_settings
 
 DEPLOY = REPO / "examples/deploy"
 MANIFESTS = sorted((DEPLOY / "kubernetes").glob("*.yaml"))

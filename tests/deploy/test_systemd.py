@@ -4,7 +4,6 @@ socket, and the agent attaches and reports a write under exactly the unit's capa
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
@@ -16,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from otel_fim.sdnotify import Notifier, watchdog_interval
-from tests.agent_harness import REPO, STARTED, records
+from tests.support.agent_harness import STARTED, records
+from tests.support.deploy import REPO, UNIT, unit_settings
 
-UNIT = REPO / "examples/deploy/systemd/otel-fim.service"
 INSTALLED_BINARY = "/opt/otel-fim/bin/otel-fim"
 
 
@@ -50,15 +49,6 @@ def test_verify_catches_a_broken_unit(tmp_path):
     broken = UNIT.read_text().replace("Type=notify", "Type=notfy")
     result = verify(unit_for_this_checkout(tmp_path, broken))
     assert "notfy" in result.stderr
-
-
-def unit_settings() -> dict[str, str]:
-    settings: dict[str, str] = {}
-    for line in UNIT.read_text().splitlines():
-        if re.match(r"^[A-Za-z]+=", line):
-            key, _, value = line.partition("=")
-            settings[key] = value
-    return settings
 
 
 def test_unit_declares_what_the_agent_relies_on():

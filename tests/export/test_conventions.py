@@ -16,7 +16,7 @@ from otel_fim.export.record import log_record, record_uid
 from otel_fim.process.context import ProcessContext
 from otel_fim.process.users import UserNames
 from otel_fim.rules.match import Match
-from tests import catalog
+from tests.support import catalog
 
 ULID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 # Semantic-convention namespaces we use as the spec defines them; everything else is ours.

@@ -165,7 +165,7 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
         metrics=metrics,
     )
     for i in range(5):
-        emit_all([out], numbered_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 ERROR, 4 INFO4
+        emit_all([out], numbered_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 high, 4 low
     assert out.spool.depth() == 3
     data = reader.get_metrics_data()
     out.close()

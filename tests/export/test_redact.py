@@ -16,7 +16,7 @@ from otel_fim.event import AncestorInfo, EventType
 from otel_fim.export import redact
 from otel_fim.export.record import log_record
 from otel_fim.export.redact import REDACTED, RedactionError, Redactor
-from tests.catalog import synthetic_event
+from tests.factories import full_event as synthetic_event
 
 # (argv, the same argv as exported): one line per documented pattern.
 CASES = [

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from otel_fim.config import AgentConfig, load_config
-from tests.agent_harness import REPO, start_agent, stop_agent, wait_records
+from tests.support.agent_harness import REPO, start_agent, stop_agent, wait_records
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import yaml
 
 from otel_fim.export.metrics import STAGES
 from otel_fim.export.record import SEVERITY_TEXT
-from tests import catalog
+from tests.support import catalog
 
 GRAFANA = catalog.REPO / "examples/grafana"
 DASHBOARD = GRAFANA / "otel-fim.json"

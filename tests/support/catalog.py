@@ -18,7 +18,6 @@ import ast
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
     Histogram,
@@ -26,28 +25,16 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
-from otel_fim.event import (
-    AncestorInfo,
-    ChmodDetails,
-    ChownDetails,
-    ContainerInfo,
-    DestinationDetails,
-    Event,
-    EventType,
-    FileInfo,
-    OpenDetails,
-    ProcessInfo,
-    TruncateDetails,
-    XattrDetails,
-)
+from otel_fim.event import EventType
 from otel_fim.export import metrics as metrics_module
 from otel_fim.export.attributes import PLUGIN_PREFIX as ATTRIBUTE_PREFIX
 from otel_fim.export.endpoint import build_resource
 from otel_fim.export.metrics import STAGES, FimMetrics
 from otel_fim.export.record import SEVERITY_TEXT, log_record
 from otel_fim.rules.match import Match
+from tests.factories import full_event as synthetic_event
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 @dataclass
@@ -113,56 +100,6 @@ def emitted_metrics() -> dict[str, MetricInfo]:
 
 
 # -- log records -----------------------------------------------------------------------------------
-
-
-def _details(kind: EventType) -> Any:
-    dest = FileInfo("/etc/dest", inode=7, dev=2049, mode=0o100644, uid=0, gid=0, truncated=True)
-    return {
-        EventType.OPEN: OpenDetails(flags=0o1101, mode=0o644),
-        EventType.CHMOD: ChmodDetails(mode=0o600),
-        EventType.CHOWN: ChownDetails(uid=1, gid=1),
-        EventType.RENAME: DestinationDetails(dest),
-        EventType.LINK: DestinationDetails(dest),
-        EventType.SYMLINK: DestinationDetails(dest),
-        EventType.SETXATTR: XattrDetails("user.x"),
-        EventType.REMOVEXATTR: XattrDetails("user.x"),
-        EventType.TRUNCATE: TruncateDetails(0),
-    }.get(kind)
-
-
-def synthetic_event(kind: EventType) -> Event:
-    parent = AncestorInfo(
-        pid=1, ppid=0, comm="bash", executable="/usr/bin/bash", argv=["bash"], start_time_ns=1
-    )
-    return Event(
-        type=kind,
-        syscall=kind.value,
-        timestamp_ns=1_700_000_000_000_000_000,
-        retval=0,
-        process=ProcessInfo(
-            pid=10,
-            tid=11,
-            ppid=1,
-            uid=1000,
-            gid=1000,
-            euid=0,
-            comm="vi\n",
-            cgroup_id=5,
-            executable="/usr/bin/vim.basic",
-            argv=["vim", "/etc/x"],
-            args_truncated=True,
-            start_time_ns=1_700_000_000_000_000_000,
-            user_name="root",
-            group_name="users",
-            ancestors=[parent],
-        ),  # fmt: skip
-        file=FileInfo(
-            "/etc/x\n", inode=5, dev=2049, mount_id=21, mode=0o100644, uid=0, gid=0, truncated=True,
-            owner_name="root", group_name="root",
-        ),  # fmt: skip
-        details=_details(kind),
-        container=ContainerInfo("c0ffee", "containerd"),
-    )
 
 
 MATCHES = [
