@@ -1,6 +1,6 @@
 """docs/telemetry-reference.md names exactly what the agent emits: every attribute, resource
 attribute and metric (with its instrument, unit and attributes), found by running the code
-(tests/catalog.py). A name in the code but not on the page, or on the page but no longer emitted,
+(tests/support/catalog.py). A name in the code but not on the page, or on the page but no longer emitted,
 fails here."""
 
 from __future__ import annotations

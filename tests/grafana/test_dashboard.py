@@ -1,6 +1,6 @@
 """The Grafana dashboard and the alert rules name only what the agent emits.
 
-Names come from tests/catalog.py, which runs the metrics code and the record builder; the PromQL is
+Names come from tests/support/catalog.py, which runs the metrics code and the record builder; the PromQL is
 parsed with promql-parser (Prometheus' grammar), the LogQL with the small extractor below (no LogQL
 parser exists for Python). Also: the dashboard JSON is what the grafana-foundation-sdk builder
 produces, and the rule files have the shape Prometheus and Loki's ruler load."""
