@@ -22,6 +22,7 @@ from otel_fim.kernel.sensor import Sensor, SensorError
 from otel_fim.pipeline import Pipeline
 from otel_fim.plugin.manager import PluginError
 from otel_fim.rules.errors import RuleError
+from otel_fim.rules.watch import PolicyWatch
 from otel_fim.sdnotify import Notifier
 from otel_fim.wiring import DataPath, build_data_path
 
@@ -29,6 +30,8 @@ log = logging.getLogger("otel_fim")
 
 # How often watched files and directories are stat()ed again for the inode approvers.
 INODE_REFRESH_S = 5.0
+# How often the policy files are checked for a change (a ConfigMap update, an edit): then reloaded.
+RULES_CHECK_S = 2.0
 
 
 class StopFlag:
@@ -175,6 +178,7 @@ def run_agent(config: AgentConfig) -> int:
                 reload=lambda: reload_rules(path),
                 notifier=notifier,
                 outputs=path.export.outputs,
+                policy_watch=PolicyWatch(config.rules) if config.rules else None,
             )
             notifier.stopping()
             drain(sensor)  # what is already in the ring buffer still counts
@@ -209,12 +213,14 @@ def poll_until_stopped(
     reload: Callable[[], bool] = lambda: False,
     notifier: Notifier | None = None,
     outputs: Any = (),
+    policy_watch: PolicyWatch | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
     ping_every = notifier.watchdog_interval if notifier is not None else None
     next_ping = time.monotonic()
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
+    next_rules_check = time.monotonic() + RULES_CHECK_S
     while not stop.event.is_set():
         sensor.poll(100)
         pipeline.end_batch()
@@ -222,6 +228,11 @@ def poll_until_stopped(
             stop.reload.clear()
             reload()
         now = time.monotonic()
+        if policy_watch is not None and now >= next_rules_check:
+            next_rules_check = now + RULES_CHECK_S
+            if policy_watch.changed():  # as SIGHUP: a bad new policy keeps the rules in force
+                log.info("policy files changed: reloading the rules")
+                reload()
         if ping_every is not None and now >= next_ping:  # WatchdogSec=: the loop is alive
             notifier.watchdog()  # type: ignore[union-attr]
             next_ping = now + ping_every
