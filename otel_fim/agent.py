@@ -64,6 +64,9 @@ def reload_rules(path: DataPath) -> bool:
     except (RuleError, OSError, ValueError) as exc:
         log.error("rule reload failed, the previous rules stay in force:\n%s", exc)
         return False
+    except Exception:  # a loader bug must not blind the agent either
+        log.exception("rule reload failed unexpectedly, the previous rules stay in force")
+        return False
     log.info("rules reloaded: %d rules from %s", len(ruleset), ", ".join(path.config.rules))
     return True
 
@@ -99,7 +102,14 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline, outputs: Any = ()) -> dic
         },
         "filter": filter_snapshot(sensor),
         "spool": spool_snapshot(outputs),
+        "export": export_snapshot(pipeline),
     }
+
+
+def export_snapshot(pipeline: Pipeline) -> dict[str, int]:
+    """Delivery counters of the outputs that have them (the OTLP spool)."""
+    outputs = pipeline.emitter.outputs
+    return {k: v for out in outputs for k, v in getattr(out, "delivery_stats", dict)().items()}
 
 
 def filter_snapshot(sensor: Sensor) -> dict[str, int]:
@@ -127,12 +137,15 @@ def status_line(stats: dict[str, Any]) -> str:
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
     line = (
         f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
-        f" backlog={user['unhandled_at_exit']} plugin_overflow={user['plugin_queue_overflow']}"
-        f" plugin_errors={user['plugin_errors']} output_errors={user['output_errors']}"
+        f" backlog={user.get('unhandled_at_exit', 0)} plugin_overflow={user.get('plugin_queue_overflow', 0)}"
+        f" plugin_errors={user.get('plugin_errors', 0)} output_errors={user.get('output_errors', 0)}"
     )
     spool = stats.get("spool") or {}
     if spool:
         line += f" | spool depth={spool['depth']} dropped={spool['dropped']}"
+    export = stats.get("export")
+    if export:
+        line += " | otlp " + " ".join(f"{k}={export[k]}" for k in ("spooled", "delivered", "dead_letters"))
     return line
 
 

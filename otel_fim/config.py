@@ -21,6 +21,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from otel_fim import bounded_yaml
 from otel_fim.export.endpoint import PROTOCOLS, OtlpEndpoint, endpoint_configured
 from otel_fim.kernel.sensor import DEFAULT_BACKLOG_MIB, DEFAULT_RINGBUF_PAGES
 
@@ -32,6 +33,8 @@ class SpoolConfig:
     max_records: int = 100_000
     max_bytes: int = 128 * 1024 * 1024
     sync: str = "normal"  # normal: survives a killed agent; full: also power loss (fsync per event)
+    max_dead_letters: int = 10_000  # poison records kept (`otel-fim spool list`); the oldest go first
+    pending_timeout: float = 300.0  # seconds a match spooled ahead waits for its plugins, then sent marked
 
 
 @dataclass
@@ -124,6 +127,8 @@ class AgentConfig:
             "spool_max_records": o.spool.max_records,
             "spool_max_bytes": o.spool.max_bytes,
             "spool_sync": o.spool.sync.upper(),
+            "max_dead_letters": o.spool.max_dead_letters,
+            "pending_timeout": o.spool.pending_timeout,
             "batch_size": o.batch_size,
             "backoff_initial": o.backoff_initial,
             "backoff_max": o.backoff_max,
@@ -149,8 +154,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = {
     "otlp.batch_size", "otlp.backoff_initial", "otlp.backoff_max", "otlp.spool.max_records",
-    "otlp.spool.max_bytes", "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages",
-    "backlog_mib",
+    "otlp.spool.max_bytes", "otlp.spool.max_dead_letters", "otlp.spool.pending_timeout",
+    "otlp.metrics_interval", "otlp.timeout", "duration", "ringbuf_pages", "backlog_mib",
 }  # fmt: skip
 _POWER_OF_TWO = {"ringbuf_pages"}
 _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
@@ -159,11 +164,18 @@ _NON_NEGATIVE = {"status_interval", "otlp.close_timeout"}
 def load_config(path: str | Path) -> AgentConfig:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            data = f.read(bounded_yaml.MAX_FILE_BYTES + 1)
+        text = data.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from exc
     try:
-        root = yaml.compose(text)
+        root = bounded_yaml.compose(text)
+    except bounded_yaml.YamlLimitError as exc:
+        where = f"{path}:{exc.line}:{exc.col}" if exc.line else str(path)
+        raise ConfigError(f"{where}: {exc.message}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

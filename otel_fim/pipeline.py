@@ -106,6 +106,19 @@ class Emitter:
                 hook(event, matches, record)
             return record
 
+    def write_ahead(self, event: Event, matches: Sequence[Match]) -> None:
+        """Before the plugin stage takes a match: durable outputs (`reserve`) commit it now, since
+        what the stage holds is lost if the agent is killed; `emit` completes it later."""
+        for output in self.outputs:
+            reserve = getattr(output, "reserve", None)
+            if reserve is None:
+                continue
+            try:
+                reserve(event, matches)
+            except Exception:
+                self.counters.output_errors += 1
+                log.exception("output %r failed to spool %s ahead", output, event.file.path)
+
     def end_batch(self) -> None:
         """After each sensor poll: the outputs write out what they buffered (see Output.end_batch)."""
         with self._lock:
@@ -223,6 +236,7 @@ class Pipeline:
 
     def _emit(self, event: Event, matches: Sequence[Match]) -> None:
         if self._stage is not None and matches:
+            self.emitter.write_ahead(event, matches)
             self._stage.submit(event, matches)
         else:
             self.emitter.emit(event, matches)

@@ -8,6 +8,7 @@ it is now, attaches the diff, and keeps the new content as the next baseline.
 
 Attributes (`otel_fim.plugin.diff.*`):
   status     modified | unchanged | created (no earlier copy) | deleted | binary | too_large |
+             unavailable (not readable as its writer saw it; `reason` says why) |
              excluded | missing (gone when we looked)
   unified    the unified diff (`--- <path> (baseline)` / `+++ <path>`), at most `max_diff_bytes`
   added, removed   changed line counts
@@ -44,7 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from otel_fim.event import EventType
-from otel_fim.plugin_api import content_path, hookimpl, is_write, wait_for_writer
+from otel_fim.plugin_api import (
+    ContentUnavailable,
+    content_path,
+    hookimpl,
+    is_write,
+    open_content,
+    wait_for_writer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -204,10 +212,12 @@ def _excluded(path: str) -> bool:
     return any(fnmatch.fnmatchcase(path, pattern) for pattern in _settings["exclude"])
 
 
-def _read_text(path: str) -> bytes | str:
-    """The content if `path` is a small regular text file, else why not (a status)."""
+def _read_text(path: str, event: Any = None) -> bytes | str:
+    """The content if `path` is a small regular text file, else why not (a status). With an event,
+    the file as its writer sees it (its mount namespace and root)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_content(event, path, flags) if event is not None else os.open(path, flags)
     except FileNotFoundError:
         return "missing"
     except OSError:
@@ -236,7 +246,7 @@ def otel_fim_enrich(event, matches):
     if _baselines is None:
         return None
     if event.type is EventType.UNLINK:
-        return _deleted(event.file.path) if event.succeeded else None
+        return _deleted(event.file.path, _key(event, event.file.path)) if event.succeeded else None
     if not is_write(event):
         return None  # chmod, chown, utimes, xattrs: the content did not change
     path = content_path(event)
@@ -245,29 +255,40 @@ def otel_fim_enrich(event, matches):
     if _excluded(path):
         return {"status": "excluded"}
     wait_for_writer(event, path, _settings["settle_seconds"])
+    key, old_key = _key(event, path), _key(event, event.file.path)
     with _baselines.lock:
-        before = _baselines.load(path)
+        before = _baselines.load(key)
         if before is None and event.type is EventType.RENAME:
-            before = _baselines.load(event.file.path)  # the content moved here from the old name
+            before = _baselines.load(old_key)  # the content moved here from the old name
         if event.type is EventType.RENAME and event.file.path != path:
-            _baselines.drop(event.file.path)
-        now = _read_text(path)
+            _baselines.drop(old_key)
+        try:
+            now = _read_text(path, event)
+        except ContentUnavailable as exc:
+            return {"status": "unavailable", "reason": exc.reason}
         if isinstance(now, str):
             if now in ("missing", "not_regular", "unreadable"):
-                _baselines.drop(path)
+                _baselines.drop(key)
             return {"status": now}
-        _baselines.save(path, now)
+        _baselines.save(key, now)
     return describe(path, before, now)
 
 
-def _deleted(path: str) -> dict[str, Any] | None:
+def _key(event: Any, path: str) -> str:
+    """Baselines of a container's files are its own: the host's copy of the same path is another
+    file. (Copies taken when rules load are the host's.)"""
+    container = getattr(event, "container", None)
+    return path if container is None else f"container:{container.id}:{path}"
+
+
+def _deleted(path: str, key: str) -> dict[str, Any] | None:
     if _excluded(path):
         return {"status": "excluded"}
     with _baselines.lock:
-        before = _baselines.load(path)
+        before = _baselines.load(key)
         if before is None:
             return None
-        _baselines.drop(path)
+        _baselines.drop(key)
     return {**describe(path, before, b""), "status": "deleted"}
 
 

@@ -5,6 +5,10 @@ Attributes (`otel_fim.plugin.hash.*`):
   size     its size in bytes
   skipped  why there is no digest: too_large, missing (gone by the time we looked), not_regular,
            unreadable
+  status   unavailable: the file could not be read as its writer saw it (a container none of whose
+           processes is left), with `reason`; no other file is read instead
+
+The file is read in the writer's mount namespace and root (`plugin_api.open_content`).
 
 As an enricher it hashes every matched event that leaves a file behind (unlink and rmdir do not).
 As a rule action (`actions: [hash]` or `[{hash: {max_bytes: 1048576}}]`) it hashes only the events
@@ -24,7 +28,16 @@ import os
 import stat
 from typing import Any
 
-from otel_fim.plugin_api import ActionSchema, Param, actions_named, content_path, hookimpl, wait_for_writer
+from otel_fim.plugin_api import (
+    ActionSchema,
+    ContentUnavailable,
+    Param,
+    actions_named,
+    content_path,
+    hookimpl,
+    open_content,
+    wait_for_writer,
+)
 
 DEFAULTS = {"all_matches": True, "max_bytes": 16 * 1024 * 1024, "settle_seconds": 1.0}
 _settings: dict[str, Any] = dict(DEFAULTS)
@@ -69,12 +82,16 @@ def otel_fim_enrich(event, matches):
     limits = [a["max_bytes"] for a in asked if a.get("max_bytes")]
     max_bytes = max(limits) if limits else _settings["max_bytes"]
     wait_for_writer(event, path, _settings["settle_seconds"])
-    return file_digest(path, max_bytes)
+    return file_digest(path, max_bytes, event)
 
 
-def file_digest(path: str, max_bytes: int) -> dict[str, Any]:
+def file_digest(path: str, max_bytes: int, event: Any = None) -> dict[str, Any]:
+    """The digest of `path` as `event`'s writer sees it (no event: in the agent's namespace)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_content(event, path, flags) if event is not None else os.open(path, flags)
+    except ContentUnavailable as exc:
+        return {"status": "unavailable", "reason": exc.reason}
     except FileNotFoundError:
         return {"skipped": "missing"}
     except OSError as exc:

@@ -193,6 +193,8 @@ def otel_fim_enrich(event, matches):
     path = content_path(event) or event.file.path
     if index is None:
         return None
+    if event.container is not None:  # the host's dpkg database does not describe a container's files
+        return {"status": "unavailable", "reason": "files in a container: the host's package database"}
     index.ready.wait(30)
     index.refresh()
     key = index.key(path)

@@ -1,5 +1,5 @@
 """`otel-fim` command line: `run` (the agent), `rules check|list|fields|test`, `plugins list`,
-`config check`. One module per
+`config check`, `spool`. One module per
 command; each parses its flags and calls the engines, which import nothing from here."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from otel_fim.commands.config import add_config_commands
 from otel_fim.commands.plugins import add_plugins_commands
 from otel_fim.commands.rules import add_rules_commands
 from otel_fim.commands.run import add_run_command
+from otel_fim.commands.spool import add_spool_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_commands(sub)
     add_plugins_commands(sub)
     add_config_commands(sub)
+    add_spool_command(sub)
     return parser
 
 

@@ -65,6 +65,7 @@ class FimMetrics:
         self.backlog: Gauge | None = None  # records read from the kernel, not yet handled
         self._spool_depth: Gauge | None = None
         self._spool_bytes: Gauge | None = None
+        self._dead_letters: Gauge | None = None
         self._failed_callbacks: set[str] = set()
         self._lock = threading.Lock()
         meter = meter_provider.get_meter("otel_fim", otel_fim.__version__)
@@ -121,7 +122,20 @@ class FimMetrics:
             "otel_fim.spool.dropped",
             unit="{record}",
             description="Log records given up before delivery, by severity (otel_fim.severity) and "
-            "error.type (spool_full, spool_error, corrupt).",
+            "error.type (spool_full, spool_error, corrupt, dead_letter_full).",
+        )
+        meter.create_observable_up_down_counter(
+            "otel_fim.spool.dead_letter.count",
+            callbacks=[self._gauge_callback("spool.dead_letters", lambda: self._dead_letters)],
+            unit="{record}",
+            description="Log records the receiver refused for good, kept in the spool's dead-letter table.",
+        )
+        self._rejected = meter.create_counter(
+            "otel_fim.export.rejected",
+            unit="{record}",
+            description="Log records the receiver refused for good (poison records), by error.type "
+            "(rejected: the request was refused; partial_success: the receiver said it dropped them), "
+            "moved to the dead-letter table.",
         )
         self._failures = meter.create_counter(
             "otel_fim.export.failures",
@@ -200,8 +214,12 @@ class FimMetrics:
     def record_plugin_overflow(self, count: int = 1) -> None:
         self._plugin_overflow.add(count)
 
-    def watch_spool(self, depth: Gauge, size_bytes: Gauge) -> None:
+    def record_rejected(self, count: int, *, reason: str) -> None:
+        self._rejected.add(count, {"error.type": reason})
+
+    def watch_spool(self, depth: Gauge, size_bytes: Gauge, dead_letters: Gauge | None = None) -> None:
         self._spool_depth, self._spool_bytes = depth, size_bytes
+        self._dead_letters = dead_letters
 
     def force_flush(self, timeout: float = 10.0) -> bool:
         return self.meter_provider.force_flush(int(timeout * 1000))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from otel_fim.export.attributes import PLUGIN_PREFIX
 from otel_fim.plugin import hookimpl
+from otel_fim.process.namespaces import ContentUnavailable, open_as_writer, stat_as_writer
 
 if TYPE_CHECKING:
     from otel_fim.event import Event
@@ -27,12 +28,14 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTRIBUTE_PREFIX",
     "ActionSchema",
+    "ContentUnavailable",
     "Param",
     "PluginField",
     "actions_named",
     "content_path",
     "hookimpl",
     "is_write",
+    "open_content",
     "wait_for_writer",
 ]
 
@@ -152,6 +155,13 @@ def content_path(event: Event) -> str | None:
     return event.file.path
 
 
+def open_content(event: Event, path: str, flags: int = os.O_RDONLY) -> int:
+    """Open `path` (e.g. `content_path(event)`) as the writer saw it: in its mount namespace and
+    root, so a container's `/etc/passwd` is the container's, not the host's. Returns a descriptor;
+    raises `ContentUnavailable` (say `reason` in the record, read nothing else) or OSError."""
+    return open_as_writer(event, path, flags)
+
+
 def _has_open(pid: int, path: str) -> bool:
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
@@ -179,9 +189,9 @@ def wait_for_writer(event: Event, path: str, max_wait: float = 1.0, quiet: float
     stable_since = time.monotonic()
     while time.time() < deadline:
         try:
-            st = os.stat(path)
+            st = stat_as_writer(event, path)
             now = (st.st_size, st.st_mtime_ns)
-        except OSError:
+        except (OSError, ContentUnavailable):
             return
         if now != last:
             last, stable_since = now, time.monotonic()

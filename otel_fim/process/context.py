@@ -19,7 +19,7 @@ from otel_fim.event import AncestorInfo, ContainerInfo, Event
 from otel_fim.kernel.decoder import boot_to_epoch_offset_ns
 from otel_fim.process.cache import DEFAULT_MAX_DEPTH, ProcessCache, ProcessRecord
 from otel_fim.process.kernel_module import ProcessModule
-from otel_fim.process.users import UserNames
+from otel_fim.process.users import ContainerUserNames, UserNames
 
 # Snapshots kept at most (one per process image that had a file event since the last change).
 MAX_SNAPSHOTS = 4096
@@ -48,6 +48,7 @@ class ProcessContext:
     ) -> None:
         self.cache = cache if cache is not None else ProcessCache()
         self.users = users if users is not None else UserNames()
+        self.container_users = ContainerUserNames()
         self.module = module if module is not None else ProcessModule(self.cache)
         self.max_depth = max_depth
         self._epoch_offset = boot_to_epoch_offset_ns()
@@ -73,10 +74,6 @@ class ProcessContext:
         offset = self._offset()
         p = event.process
         rec = self.cache.lookup(p.pid, event.timestamp_ns - offset)
-        p.user_name = self.users.user(p.euid)
-        p.group_name = self.users.group(p.gid)
-        event.file.owner_name = self.users.user(event.file.uid)
-        event.file.group_name = self.users.group(event.file.gid)
         if rec is not None:
             snap = self._snapshot(rec, offset)
             p.executable = rec.executable
@@ -92,6 +89,14 @@ class ProcessContext:
             if parent is not None:
                 chain = [parent, *self.cache.ancestors(parent, self.max_depth - 1)]
                 p.ancestors = [self._ancestor(a, offset) for a in chain]
+        if event.container is None:
+            p.user_name = self.users.user(p.euid)
+            p.group_name = self.users.group(p.gid)
+            # The file's owner by the host's names; in a container they would be someone else's.
+            event.file.owner_name = self.users.user(event.file.uid)
+            event.file.group_name = self.users.group(event.file.gid)
+        else:  # the container's own names, or none: the host's would be someone else's
+            p.user_name, p.group_name = self.container_users.names(event)
         now = time.monotonic()
         if now - self._pruned > 1.0:
             self._pruned = now

@@ -45,8 +45,12 @@ from otel_fim.rules.ir import (
     field_of,
     make_predicate,
 )
+from otel_fim.rules.limits import MAX_DEPTH, MAX_EXPANDED_NODES
+from otel_fim.rules.regex import RegexError
 
 WRITE = "fim.write"
+# Inlined macros add their own depth to the rule's (each is bounded by MAX_DEPTH on its own).
+MAX_EXPANDED_DEPTH = 2 * MAX_DEPTH
 # The language's named constants: O_* flags (with the O_ACCMODE mask) and S_* mode bits.
 ALL_CONSTANTS: dict[str, int] = {**_SHARED_CONSTANTS, "O_ACCMODE": O_ACCMODE}
 # An open modifies its file when it writes, creates, truncates or appends; O_TMPFILE's own bit
@@ -84,6 +88,8 @@ class _Resolver:
         self.types: dict[str, int] = {}  # event type (or WRITE) -> where it was first used
         self.stack: list[str] = []  # macros being inlined, for cycle detection
         self.at: int | None = None  # position override while inside a macro
+        self.nodes = 0  # conditions resolved so far, macros inlined
+        self.depth = 0  # current nesting of conditions, macros inlined
 
     def pos(self, node: syn.Node) -> int:
         return self.at if self.at is not None else node.pos
@@ -185,6 +191,19 @@ class _Resolver:
     # --- conditions -------------------------------------------------------------------------
 
     def cond(self, node: syn.Node) -> Cond:
+        # Macros are inlined: bound the rule's size and depth as expanded, not as written.
+        self._count(1, node)
+        self.depth += 1
+        try:
+            if self.depth > MAX_EXPANDED_DEPTH:
+                raise self.fail(
+                    f"the expression nests more than {MAX_EXPANDED_DEPTH} levels with macros inlined", node
+                )
+            return self._cond(node)
+        finally:
+            self.depth -= 1
+
+    def _cond(self, node: syn.Node) -> Cond:
         if isinstance(node, syn.And):
             return AllOf((self.cond(node.left), self.cond(node.right)))
         if isinstance(node, syn.Or):
@@ -217,12 +236,21 @@ class _Resolver:
                 raise self.fail(f"macro '{node.name}' is a condition, not a list", node)
             saved, self.at = self.at, self.pos(node)
             try:
+                self._count(len(m.values), node)
                 return tuple(self._item(i, elem) for i in m.values)
             finally:
                 self.at = saved
         else:
             raise self.fail("`in` needs a list `[...]` or the id of a list macro", node)
+        self._count(len(raw), node)
         return tuple(self._item(i, elem) for i in raw)
+
+    def _count(self, items: int, node: syn.Node) -> None:
+        self.nodes += items
+        if self.nodes > MAX_EXPANDED_NODES:
+            raise self.fail(
+                f"the expression has more than {MAX_EXPANDED_NODES} parts once macros are inlined", node
+            )
 
     def _item(self, node: syn.Node, elem: FieldType) -> Item:
         if isinstance(node, syn.Regex | syn.Str) and elem is FieldType.STR:
@@ -236,12 +264,17 @@ class _Resolver:
 
     def _pattern(self, node: syn.Node) -> Pattern:
         if isinstance(node, syn.Str):
-            return Pattern(node.value, False, self.pos(node))
+            try:
+                return Pattern(node.value, False, self.pos(node))
+            except RegexError as e:
+                raise self.fail(f"glob: {e}", node) from None
         if isinstance(node, syn.Regex):
             try:
                 return Pattern(node.value, True, self.pos(node))
-            except Exception as e:  # re.error
-                raise self.fail(f"bad regex: {e}", node) from None
+            except RegexError as e:
+                # Point into the pattern: past `r"` and the characters before the problem.
+                at = self.pos(node) + (2 + e.offset if self.at is None and e.offset else 0)
+                raise self.fail(str(e), at) from None
         raise self.fail('=~ and !~ need a glob string or a regex r"..."', node)
 
     def _compare(self, node: syn.Compare) -> Cond:

@@ -12,9 +12,11 @@ NFA over the directory prefix.
 
 from __future__ import annotations
 
-import re
+import string
 from dataclasses import dataclass
 from functools import lru_cache
+
+from otel_fim.rules.regex import Matcher, fullmatcher
 
 WILDCARDS = ("*", "?")
 
@@ -41,18 +43,20 @@ def _to_regex(pattern: str) -> str:
             out.append("[^/]")
             i += 1
         else:
-            out.append(re.escape(ch))
+            # RE2 takes a backslash before any ASCII punctuation as that character itself.
+            out.append("\\" + ch if ch in string.punctuation else ch)
             i += 1
     return "".join(out)
 
 
 @lru_cache(maxsize=4096)
-def compile_glob(pattern: str) -> re.Pattern[str]:
-    return re.compile(_to_regex(pattern), re.DOTALL)
+def compile_glob(pattern: str) -> Matcher:
+    """A full-match predicate, run by RE2 in linear time (`*a*a*a*b` is polynomial with `re`)."""
+    return fullmatcher(_to_regex(pattern))
 
 
 def glob_match(pattern: str, value: str) -> bool:
-    return compile_glob(pattern).fullmatch(value) is not None
+    return compile_glob(pattern)(value)
 
 
 # --- static analysis -------------------------------------------------------------------------

@@ -12,13 +12,13 @@ Ordering comparisons (`< <= > >=`) are false with None and have no negated form.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from otel_fim.rules.fields import Field, FieldType
 from otel_fim.rules.glob import compile_glob, is_glob
+from otel_fim.rules.regex import fullmatcher
 
 NEGATED = {"!=": "==", "!~": "=~", "not in": "in"}
 POSITIVE_OPS = ("==", "<", "<=", ">", ">=", "=~", "in")
@@ -71,11 +71,12 @@ class Pattern:
     text: str
     is_regex: bool
     pos: int
-    rx: re.Pattern[str] = field(init=False, repr=False)
+    # Full-match predicate, linear time (RE2); raises RegexError for what RE2 cannot run.
+    fullmatch: Callable[[str], bool] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        rx = re.compile(self.text, re.DOTALL) if self.is_regex else compile_glob(self.text)
-        object.__setattr__(self, "rx", rx)
+        matcher = fullmatcher(self.text) if self.is_regex else compile_glob(self.text)
+        object.__setattr__(self, "fullmatch", matcher)
 
     @property
     def is_literal(self) -> bool:
@@ -156,17 +157,17 @@ def _scalar_predicate(op: str, right: Const | Pattern | tuple[Item, ...]) -> Cal
         if right.is_literal:
             lit = right.text
             return lambda x: x == lit
-        fullmatch = right.rx.fullmatch
-        return lambda x: x is not None and fullmatch(x) is not None
+        fullmatch = right.fullmatch
+        return lambda x: x is not None and fullmatch(x)
     if op == "in":
         assert isinstance(right, tuple)
         literals = frozenset(
             i.value if isinstance(i, Const) else i.text for i in right if isinstance(i, Const) or i.is_literal
         )
-        patterns = [i.rx.fullmatch for i in right if isinstance(i, Pattern) and not i.is_literal]
+        patterns = [i.fullmatch for i in right if isinstance(i, Pattern) and not i.is_literal]
         if not patterns:
             return lambda x: x in literals
-        return lambda x: x in literals or (x is not None and any(m(x) is not None for m in patterns))
+        return lambda x: x in literals or (x is not None and any(m(x) for m in patterns))
     raise ValueError(f"no predicate for {op!r}")
 
 

@@ -13,9 +13,10 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, v_args
+from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedEOF, UnexpectedToken, v_args
 
 from otel_fim.rules.errors import ExpressionError
+from otel_fim.rules.limits import MAX_DEPTH, MAX_EXPRESSION_CHARS, MAX_LIST_ITEMS
 
 GRAMMAR = r"""
 ?start: or_expr
@@ -252,11 +253,50 @@ def _describe_expected(expected: set[str]) -> str:
     return " (expected " + ", ".join(names[:5]) + ")"
 
 
+def _first_pos(tree: Tree) -> int:
+    """Offset of the subtree's first token (iteratively: the tree may be deep)."""
+    node: Tree | Token = tree
+    while isinstance(node, Tree):
+        if not node.children:
+            return 0
+        node = node.children[0]
+    return node.start_pos or 0
+
+
+def _check_shape(tree: Tree) -> None:
+    """Nesting depth and list lengths, walked with an explicit stack."""
+    stack: list[tuple[Tree, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ExpressionError(
+                f"the expression nests more than {MAX_DEPTH} levels deep (parentheses, `!`, operator "
+                "chains); split it into macros, or use `in [...]` for long `||` chains",
+                _first_pos(node),
+            )
+        if node.data == "list_":
+            items = sum(1 for c in node.children if isinstance(c, Tree | Token) and not _is_punct(c))
+            if items > MAX_LIST_ITEMS:
+                raise ExpressionError(
+                    f"the list has {items} items; at most {MAX_LIST_ITEMS} are allowed", _first_pos(node)
+                )
+        stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _is_punct(child: Tree | Token) -> bool:
+    return isinstance(child, Token) and child.type in ("LSQB", "RSQB", "COMMA")
+
+
 @lru_cache(maxsize=4096)
 def parse(text: str) -> Node:
     """Parse one expression; raises ExpressionError at the offending offset."""
     if not text.strip():
         raise ExpressionError("empty expression", 0)
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(text)} characters long; at most {MAX_EXPRESSION_CHARS} are allowed",
+            MAX_EXPRESSION_CHARS,
+        )
     try:
         tree = _parser().parse(text)
     except UnexpectedCharacters as e:
@@ -274,6 +314,7 @@ def parse(text: str) -> Node:
             pos = tok.start_pos if tok.start_pos is not None else 0
             msg = f"unexpected {str(tok)!r}"
         raise ExpressionError(msg + _describe_expected(set(e.expected)), pos) from None
+    _check_shape(tree)  # before the (recursive) transform below
     try:
         return _Build().transform(tree)
     except Exception as e:  # lark wraps errors raised in callbacks

@@ -35,8 +35,10 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from otel_fim import bounded_yaml
 from otel_fim.rules import parser as syn
 from otel_fim.rules.errors import RuleError
+from otel_fim.rules.limits import MAX_LIST_ITEMS
 from otel_fim.rules.match import SEVERITIES
 
 TOP_KEYS = ("version", "macros", "rules")
@@ -238,6 +240,9 @@ class _Reader:
     def values(self, node: Node) -> tuple[syn.Node, ...] | None:
         items: list[syn.Node] = []
         kinds = set()
+        if isinstance(node, SequenceNode) and len(node.value) > MAX_LIST_ITEMS:
+            self.err(f"the list has {len(node.value)} values; at most {MAX_LIST_ITEMS} are allowed", node)
+            return None
         for item in self.sequence(node, "values"):
             value = self.py(item) if isinstance(item, ScalarNode) else None
             if isinstance(value, bool) or not isinstance(value, str | int):
@@ -358,17 +363,29 @@ def parse_policy(
     doc = SourceDoc(filename, text)
     name = Path(filename).stem if not filename.startswith("<") else filename.strip("<>")
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = bounded_yaml.compose(text)
+    except bounded_yaml.YamlLimitError as e:
+        problem = doc.error(e.message, e.index) if e.line else RuleError(e.message, filename)
+        return PolicyFile(filename, name), [problem]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         index = mark.index if mark is not None else 0
-        problem = e.problem or e.context or "invalid YAML"
-        return PolicyFile(filename, name), [doc.error(f"bad YAML: {problem}", index)]
+        what = e.problem or e.context or "invalid YAML"
+        return PolicyFile(filename, name), [doc.error(f"bad YAML: {what}", index)]
     except yaml.YAMLError as e:
         return PolicyFile(filename, name), [RuleError(f"bad YAML: {e}", filename)]
     reader = _Reader(doc, name, known_actions)
     policy = reader.document(root, filename)
     return policy, reader.errors
+
+
+def read_policy_text(path: Path) -> str:
+    """The file's text; a file over the size bound is refused without reading all of it."""
+    with path.open("rb") as f:
+        data = f.read(bounded_yaml.MAX_FILE_BYTES + 1)
+    if len(data) > bounded_yaml.MAX_FILE_BYTES:
+        raise ValueError(f"larger than {bounded_yaml.MAX_FILE_BYTES} bytes (a policy file is a few KiB)")
+    return data.decode("utf-8")
 
 
 def policy_files(paths: list[str | Path]) -> tuple[list[Path], list[RuleError]]:

@@ -25,7 +25,7 @@ from otel_fim.rules.field_catalog import standard_fields
 from otel_fim.rules.fields import FieldRegistry
 from otel_fim.rules.ir import Cond
 from otel_fim.rules.match import Match
-from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files
+from otel_fim.rules.policy import PolicyFile, RawMacro, RawRule, parse_policy, policy_files, read_policy_text
 
 DEFAULT_SEVERITY = "medium"
 _KEYWORDS = {"and", "or", "not", "in", "true", "false"}
@@ -182,8 +182,8 @@ class RuleSet:
         policies: list[PolicyFile] = []
         for path in files:
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as e:
+                text = read_policy_text(path)
+            except (OSError, UnicodeDecodeError, ValueError) as e:
                 errors.append(RuleError(f"cannot read: {e}", str(path)))
                 continue
             policy, errs = parse_policy(text, str(path), known_actions)

@@ -82,12 +82,17 @@ def test_file_owner_and_group_names(tmp_path):
     context = ProcessContext(users=UserNames(tmp_path / "passwd", tmp_path / "group"))
     context.drain_each_event = False  # no kernel module here: nothing to drain
     event = catalog.synthetic_event(EventType.OPEN)
+    event.container = None  # a host process: the host's names
     event.file.uid, event.file.gid = 4242, 777
+    event.file.owner_name = event.file.group_name = None
     attrs = log_record(context.enrich(event))["attributes"]
     assert (attrs["file.owner.id"], attrs["file.owner.name"]) == ("4242", "alice")
     assert (attrs["file.group.id"], attrs["file.group.name"]) == ("777", "devs")
-    event.file.uid = 5  # no such user: the id alone
+    event.file.uid, event.file.owner_name = 5, None  # no such user: the id alone
     assert "file.owner.name" not in log_record(context.enrich(event))["attributes"]
+    in_container = catalog.synthetic_event(EventType.OPEN)  # the host's names would be someone else's
+    in_container.file.uid, in_container.file.owner_name = 4242, None
+    assert "file.owner.name" not in log_record(context.enrich(in_container))["attributes"]
 
 
 def test_rule_reference():

@@ -130,6 +130,17 @@ def test_sighup_reloads_rules_and_keeps_them_on_a_bad_file(tmp_path: Path) -> No
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         assert rule_fires("after-bad-reload"), "a bad policy file must not replace the rules in force"
+
+        # Hostile policies: 3,000 nested parentheses, YAML nested 5,000 deep (once RecursionErrors).
+        deep = "(" * 3000 + f'fim.write.file.path == "{second}/x"' + ")" * 3000
+        policy.write_text(f"version: 1\nrules:\n  - id: deep\n    expression: '{deep}'\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert any(rule_fires(f"after-deep-reload{i}") for i in range(5)), "deep rule replaced the rules"
+        policy.write_text("version: 1\nrules: " + "[" * 5000 + "]" * 5000 + "\n")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert any(rule_fires(f"after-deep-yaml{i}") for i in range(5)), "deep YAML replaced the rules"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -138,6 +149,9 @@ def test_sighup_reloads_rules_and_keeps_them_on_a_bad_file(tmp_path: Path) -> No
     assert "rules reloaded: 2 rules" in stderr
     assert f"{policy}:4:17: unknown field 'open.file.pth'" in stderr
     assert "the previous rules stay in force" in stderr
+    assert f"{policy}:4:118: the expression nests more than 100 levels deep" in stderr
+    assert f"{policy}:2:71: nested more than 64 levels deep" in stderr
+    assert "Traceback" not in stderr and "RecursionError" not in stderr, stderr[-3000:]
 
 
 def test_without_root_the_agent_says_why_it_cannot_start() -> None:

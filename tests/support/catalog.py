@@ -68,7 +68,7 @@ def emitted_metrics() -> dict[str, MetricInfo]:
     m.counters = lambda: {(stage, t.value): 1 for stage in STAGES for t in EventType}
     m.discarders = lambda: 3
     m.backlog = lambda: 2
-    m.watch_spool(lambda: 5, lambda: 500)
+    m.watch_spool(lambda: 5, lambda: 500, lambda: 1)
     # Every recording method, once; an instrument added later without a call here has no data and
     # fails `test_catalog_covers_every_instrument`.
     m.record_match("rule-a")
@@ -78,6 +78,7 @@ def emitted_metrics() -> dict[str, MetricInfo]:
     m.record_spool_dropped(SEVERITY_TEXT["low"], 1, reason="spool_full")
     m.record_plugin_error("diff", "otel_fim_enrich")
     m.record_plugin_overflow(1)
+    m.record_rejected(1, reason="rejected")
     data = reader.get_metrics_data()
     found: dict[str, MetricInfo] = {}
     for rm in data.resource_metrics:
@@ -144,7 +145,9 @@ def emitted_log_attributes() -> set[str]:
     for kind in EventType:
         for matches in ((), MATCHES):
             keys |= set(log_record(synthetic_event(kind), matches)["attributes"])
-    return keys | plugin_attributes() | namespaced_extras()
+    from otel_fim.export.otlp import INCOMPLETE_KEY  # set on a record sent before its plugins finished
+
+    return keys | plugin_attributes() | namespaced_extras() | {INCOMPLETE_KEY}
 
 
 def log_record_fields() -> set[str]:
