@@ -108,7 +108,8 @@ def test_container_write_is_hashed_and_diffed_from_the_container(tmp_path: Path)
     assert host_first_line not in unified
     # names from the container's passwd/group (the host's uid 1 is someone else)
     assert attrs["process.user.id"] == 1
-    assert attrs.get("process.user.name") == "cuser" and attrs.get("otel_fim.process.real_group.name") == "cgroup1"
+    assert attrs.get("process.user.name") == "cuser"
+    assert attrs.get("otel_fim.process.real_group.name") == "cgroup1"
     assert attrs["otel_fim.plugin.package.status"] == "unavailable"
     # the host's /etc/passwd: untouched, and not reported
     assert Path("/etc/passwd").read_bytes() == host_passwd
