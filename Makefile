@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Debian's bcc bindings exist only for the system interpreter.
 SYSTEM_PYTHON := /usr/bin/python3
-DEB_PACKAGES := python3-bpfcc python3-venv linux-headers-amd64 gcc make util-linux mount runc busybox-static liburing-dev
+# systemd (systemd-analyze) and ca-certificates: tests/deploy checks the unit and the image packages;
+# liburing-dev: the io_uring tests build a liburing program.
+DEB_PACKAGES := python3-bpfcc python3-venv linux-headers-amd64 gcc make util-linux mount runc busybox-static \
+	systemd ca-certificates liburing-dev
 RULES ?= rules/
 ARGS ?=
 

@@ -95,7 +95,7 @@ class AgentResult:
 
 def count_records(jsonl: Path, rule_id: str = BENCH_RULE_ID) -> int:
     """Calls the agent's jsonl records that `rule_id` matched stand for: one per record, or for a
-    record reporting coalesced repeats, their count (`fim.repeat.count`)."""
+    record reporting coalesced repeats, their count (`otel_fim.repeat.count`)."""
     if not jsonl.exists():
         return 0
     needle = f'"{rule_id}"'.encode()
@@ -105,8 +105,8 @@ def count_records(jsonl: Path, rule_id: str = BENCH_RULE_ID) -> int:
             if needle not in line:
                 continue
             attrs = json.loads(line)["attributes"]
-            if rule_id in attrs.get("fim.rule.ids", ()):
-                count += int(attrs.get("fim.repeat.count", 1))
+            if rule_id in attrs.get("otel_fim.rule.ids", ()):
+                count += int(attrs.get("otel_fim.repeat.count", 1))
     return count
 
 

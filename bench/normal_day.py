@@ -136,12 +136,13 @@ def detections(records: Path, acts: Sequence[Activity]) -> list[Detection]:
         record = json.loads(line)
         a = record["attributes"]
         when = record["timestamp"]
-        if os.getpid() not in a.get("fim.process.ancestors.pid", []):
+        if os.getpid() not in a.get("otel_fim.process.ancestors.pid", []):
             activity = OTHERS  # the machine is shared: not one of our activities
         else:
             activity = next((x.name for x in acts if x.start_ns <= when <= x.end_ns), "(between activities)")
         exe = a.get("process.executable.path", a.get("process.executable.name", ""))
-        for rule, technique in zip(a.get("fim.rule.ids", []), a.get("fim.rule.techniques", []), strict=False):
+        rules, techniques = a.get("otel_fim.rule.ids", []), a.get("otel_fim.rule.techniques", [])
+        for rule, technique in zip(rules, techniques, strict=False):
             if rule == EXEMPTED and activity == OTHERS:
                 continue
             out.append(Detection(rule, "", technique, activity, a.get("file.path", ""), exe))

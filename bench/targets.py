@@ -72,9 +72,9 @@ def accounted_calls(records: Path, rule_id: str = BENCH_RULE_ID) -> tuple[int, i
             if REPEAT_FILE.encode() not in line:
                 continue
             attrs = json.loads(line)["attributes"]
-            if rule_id in attrs.get("fim.rule.ids", ()) and attrs.get("file.name") == REPEAT_FILE:
+            if rule_id in attrs.get("otel_fim.rule.ids", ()) and attrs.get("file.name") == REPEAT_FILE:
                 kept += 1
-                calls += int(attrs.get("fim.repeat.count", 1))
+                calls += int(attrs.get("otel_fim.repeat.count", 1))
     return kept, calls
 
 

@@ -3,6 +3,7 @@ report. What is wired to what is decided in `otel_fim.wiring`; the flags in `ote
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -14,18 +15,23 @@ from pathlib import Path
 from typing import Any
 
 from otel_fim.config import AgentConfig
+from otel_fim.export import redact
 from otel_fim.export.outputs import OutputSpecError
 from otel_fim.kernel.layout import COUNTERS
 from otel_fim.kernel.sensor import Sensor, SensorError
 from otel_fim.pipeline import Pipeline
 from otel_fim.plugin.manager import PluginError
 from otel_fim.rules.errors import RuleError
+from otel_fim.rules.watch import PolicyWatch
+from otel_fim.sdnotify import Notifier
 from otel_fim.wiring import DataPath, build_data_path
 
 log = logging.getLogger("otel_fim")
 
 # How often watched files and directories are stat()ed again for the inode approvers.
 INODE_REFRESH_S = 5.0
+# How often the policy files are checked for a change (a ConfigMap update, an edit): then reloaded.
+RULES_CHECK_S = 2.0
 
 
 class StopFlag:
@@ -67,7 +73,15 @@ def reload_rules(path: DataPath) -> bool:
     return True
 
 
-def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
+def spool_snapshot(outputs: Any) -> dict[str, int]:
+    """Depth and drops of the OTLP spool (the outputs that have one); empty without OTLP."""
+    spools = [o.spool for o in outputs if hasattr(o, "spool")]
+    if not spools:
+        return {}
+    return {"depth": sum(s.depth() for s in spools), "dropped": sum(s.dropped_total for s in spools)}
+
+
+def stats_snapshot(sensor: Sensor, pipeline: Pipeline, outputs: Any = ()) -> dict[str, Any]:
     kernel: dict[str, dict[str, int]] = {}
     for (counter, etype), value in sensor.counters().items():
         kernel.setdefault(etype.value, {})[counter] = value
@@ -89,6 +103,7 @@ def stats_snapshot(sensor: Sensor, pipeline: Pipeline) -> dict[str, Any]:
             "unhandled_at_exit": sensor.backlog,
         },
         "filter": filter_snapshot(sensor),
+        "spool": spool_snapshot(outputs),
         "export": export_snapshot(pipeline),
     }
 
@@ -128,7 +143,14 @@ def status_line(stats: dict[str, Any]) -> str:
     user = stats["user"]
     kernel = " ".join(f"{name}={totals.get(name, 0)}" for name in COUNTERS)
     evaluated, matched = sum(user["evaluated"].values()), sum(user["matched"].values())
-    line = f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+    line = (
+        f"otel-fim: kernel {kernel} | user evaluated={evaluated} matched={matched}"
+        f" backlog={user.get('unhandled_at_exit', 0)} plugin_overflow={user.get('plugin_queue_overflow', 0)}"
+        f" plugin_errors={user.get('plugin_errors', 0)} output_errors={user.get('output_errors', 0)}"
+    )
+    spool = stats.get("spool") or {}
+    if spool:
+        line += f" | spool depth={spool['depth']} dropped={spool['dropped']}"
     export = stats.get("export")
     if export:
         line += " | otlp " + " ".join(f"{k}={export[k]}" for k in ("spooled", "delivered", "dead_letters"))
@@ -138,7 +160,11 @@ def status_line(stats: dict[str, Any]) -> str:
 def run_agent(config: AgentConfig) -> int:
     """Exit codes: 0 stopped normally, 1 the sensor could not start, 2 bad input (config, rules,
     outputs, plugins) -- said in one line on stderr."""
+    if (refusal := config.refuse_export(bool(config.rules))) is not None:  # before anything starts
+        print(f"otel-fim: {refusal}", file=sys.stderr)
+        return 2
     try:
+        redact.configure(redact.Redactor(**dataclasses.asdict(config.redaction)))
         path = build_data_path(config)
     except (OutputSpecError, PluginError, OSError, ValueError, RuleError) as exc:
         print(f"otel-fim: {exc}", file=sys.stderr)
@@ -146,6 +172,7 @@ def run_agent(config: AgentConfig) -> int:
     stop = StopFlag()
     stop.install()
     ready_file = Path(config.ready_file) if config.ready_file else None
+    notifier = Notifier()  # systemd Type=notify; a no-op elsewhere
     try:
         path.start()
     except SensorError as exc:
@@ -157,6 +184,7 @@ def run_agent(config: AgentConfig) -> int:
         with path.sensor as sensor:
             if ready_file:
                 ready_file.write_text(f"{sensor.attached_count()}\n")
+            notifier.ready(f"attached {sensor.attached_count()} tracepoints")
             log.info(
                 "attached %d tracepoints; reporting %s",
                 sensor.attached_count(),
@@ -171,10 +199,14 @@ def run_agent(config: AgentConfig) -> int:
                 reload=lambda: reload_rules(path),
                 tick=path.tick,
                 status_suffix=path.status_warning,
+                notifier=notifier,
+                outputs=path.export.outputs,
+                policy_watch=PolicyWatch(config.rules) if config.rules else None,
             )
+            notifier.stopping()
             drain(sensor)  # what is already in the ring buffer still counts
             path.finish()
-            stats = {**stats_snapshot(sensor, path.pipeline), **path.extra_stats()}
+            stats = {**stats_snapshot(sensor, path.pipeline, path.export.outputs), **path.extra_stats()}
             path.export.shutdown_metrics()  # the last export still reads the BPF maps
     finally:
         path.close()
@@ -205,10 +237,16 @@ def poll_until_stopped(
     reload: Callable[[], bool] = lambda: False,
     tick: Callable[[], None] | None = None,
     status_suffix: Callable[[], str] | None = None,
+    notifier: Notifier | None = None,
+    outputs: Any = (),
+    policy_watch: PolicyWatch | None = None,
 ) -> None:
     deadline = None if duration is None else time.monotonic() + duration
+    ping_every = notifier.watchdog_interval if notifier is not None else None
+    next_ping = time.monotonic()
     next_status = time.monotonic() + status_interval if status_interval > 0 else None
     next_refresh = time.monotonic() + INODE_REFRESH_S
+    next_rules_check = time.monotonic() + RULES_CHECK_S
     while not stop.event.is_set():
         sensor.poll(100)
         if tick is not None:
@@ -218,6 +256,14 @@ def poll_until_stopped(
             stop.reload.clear()
             reload()
         now = time.monotonic()
+        if policy_watch is not None and now >= next_rules_check:
+            next_rules_check = now + RULES_CHECK_S
+            if policy_watch.changed():  # as SIGHUP: a bad new policy keeps the rules in force
+                log.info("policy files changed: reloading the rules")
+                reload()
+        if ping_every is not None and now >= next_ping:  # WatchdogSec=: the loop is alive
+            notifier.watchdog()  # type: ignore[union-attr]
+            next_ping = now + ping_every
         if sensor.filter is not None and now >= next_refresh:
             sensor.filter.refresh_inodes()  # watched files replaced by rename get new inodes
             next_refresh = now + INODE_REFRESH_S
@@ -225,5 +271,6 @@ def poll_until_stopped(
             break
         if next_status is not None and now >= next_status:
             suffix = status_suffix() if status_suffix is not None else ""
-            print(status_line(stats_snapshot(sensor, pipeline)) + suffix, file=sys.stderr, flush=True)
+            line = status_line(stats_snapshot(sensor, pipeline, outputs)) + suffix
+            print(line, file=sys.stderr, flush=True)
             next_status = now + status_interval

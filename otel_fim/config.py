@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -70,6 +71,15 @@ class PluginsConfig:
 
 
 @dataclass
+class RedactionConfig:
+    """Secrets in exported command lines become REDACTED (see otel_fim/export/redact.py)."""
+
+    enabled: bool = True
+    options: list[str] = field(default_factory=list)  # extra options whose value is secret: --db-key
+    patterns: list[str] = field(default_factory=list)  # extra regexes; group `secret` (or all) replaced
+
+
+@dataclass
 class AgentConfig:
     rules: list[str] = field(default_factory=list)  # rule files or directories
     outputs: list[str] = field(default_factory=list)  # console | jsonl:PATH | otlp; see `effective_outputs`
@@ -83,6 +93,10 @@ class AgentConfig:
     backlog_mib: int = DEFAULT_BACKLOG_MIB  # records read from the kernel, not yet handled
     coalesce_ms: int = DEFAULT_COALESCE_MS  # identical repeats in this window: one record + a count
     log_level: str = "info"
+    # Without rules every file event on the host is reported: OTLP export of that needs this on.
+    all_events: bool = False
+    default_rules: bool = False  # also load the default policy installed with the package
+    redaction: RedactionConfig = field(default_factory=RedactionConfig)
     otlp: OtlpConfig = field(default_factory=OtlpConfig)
     plugins: PluginsConfig = field(default_factory=PluginsConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)  # baseline and scans (otel_fim.scan)
@@ -94,6 +108,16 @@ class AgentConfig:
         if self.outputs:
             return list(self.outputs)
         return ["otlp"] if endpoint_configured(self.otlp.endpoint) else ["console"]
+
+    def refuse_export(self, has_rules: bool) -> str | None:
+        """Why this config must not run, or None. Without rules every file event on the host is a
+        record: shipping that to a backend takes an explicit `all_events` (console/jsonl may explore)."""
+        if has_rules or self.all_events or "otlp" not in self.effective_outputs():
+            return None
+        return (
+            "no rules given: refusing to export every file event on this host over OTLP; "
+            "pass --rules PATH, or --all-events (all_events: true) if that is really wanted"
+        )
 
     def otlp_output_options(self, metrics: Any = None) -> dict[str, Any]:
         """Keyword options for `build_output("otlp", **options)` (see `OtlpOutput`)."""
@@ -212,6 +236,13 @@ class _Reader:
             raise self.error(node, key, "must be >= 0")
         if key in _POWER_OF_TWO and value & (value - 1):
             raise self.error(node, key, f"must be a power of two, got {value}")
+        if key == "redaction.patterns":
+            items = node.value if isinstance(node, SequenceNode) else [node]
+            for pattern, item in zip(value, items, strict=True):
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise self.error(item, key, f"not a regular expression: {exc}") from None
 
     def value(self, hint: Any, node: Node, key: str) -> Any:
         origin, args = typing.get_origin(hint), typing.get_args(hint)

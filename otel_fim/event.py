@@ -48,6 +48,8 @@ class FileInfo:
     nlink: int = 0  # hard links (0: unknown)
     generation: int = 0  # the inode's i_generation (0: unknown)
     parent_inode: int = 0  # the parent directory's inode (0: unknown)
+    owner_name: str | None = None  # of uid / gid, filled by the process context (host's names)
+    group_name: str | None = None
 
     @property
     def name(self) -> str:
@@ -179,7 +181,7 @@ class ContainerInfo:
 
 # Event.extra key of a scan finding (otel_fim.scan): a change found by comparing the disk with the
 # baseline, not seen as a syscall. Its value holds the change and when it happened.
-SCAN_NAMESPACE = "fim.scan"
+SCAN_NAMESPACE = "otel_fim.scan"
 
 
 def scan_change(event: Event) -> str | None:

@@ -96,6 +96,7 @@ class DataPath:
         if self.export.metrics is not None:
             self.export.metrics.counters = agent_counters(self.sensor.counters, self.pipeline.counters)
             self.export.metrics.discarders = self.sensor.discarder_count
+            self.export.metrics.backlog = lambda: self.sensor.backlog
         if self.scans is not None:  # after attaching: a change during the scan is also seen live
             self.scans.start(self.ruleset)
         canary = self.canary

@@ -6,7 +6,7 @@ root (directories 0700, files 0600). On a matched write (open for writing, trunc
 link onto the name, unlink) it waits for the writer to finish, diffs the copy against the file as
 it is now, attaches the diff, and keeps the new content as the next baseline.
 
-Attributes (`fim.plugin.diff.*`):
+Attributes (`otel_fim.plugin.diff.*`):
   status     modified | unchanged | created (no earlier copy) | deleted | binary | too_large |
              unavailable (not readable as its writer saw it; `reason` says why) |
              excluded | missing (gone when we looked)
@@ -312,7 +312,7 @@ def _key(event: Any, path: str) -> str:
 
 
 def _scan_change(event: Any) -> str | None:
-    found = event.extra.get("fim.scan")  # a scan finding (otel_fim.scan.findings)
+    found = event.extra.get("otel_fim.scan")  # a scan finding (otel_fim.scan.findings)
     return found.get("change") if isinstance(found, dict) else None
 
 

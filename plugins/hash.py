@@ -1,6 +1,6 @@
 """hash: the sha256 of the file after the change, on the matched event's log record.
 
-Attributes (`fim.plugin.hash.*`):
+Attributes (`otel_fim.plugin.hash.*`):
   sha256   hex digest of the content now at the event's file (a rename's or link's destination)
   size     its size in bytes
   skipped  why there is no digest: too_large, missing (gone by the time we looked), not_regular,

@@ -5,7 +5,7 @@ in the background at startup, and again when `status` changes (after every dpkg 
 process per event. Paths are looked up as reported and under the merged-/usr alias (/bin/x is
 /usr/bin/x).
 
-Attributes (`fim.plugin.package.*`), on matched events of files a package owns:
+Attributes (`otel_fim.plugin.package.*`), on matched events of files a package owns:
   name                the owning package(s), comma-separated (`diversion by` is not followed)
   conffile            true for configuration files (admins are expected to edit them)
   digest_match        after a write: whether the file's md5 still equals what the package shipped

@@ -146,6 +146,48 @@ def numbered_event(i: int = 0) -> Event:
     )
 
 
+def _full_details(kind: EventType) -> object:
+    dest = FileInfo("/etc/dest", inode=7, dev=2049, mode=0o100644, uid=0, gid=0, truncated=True)
+    return {
+        EventType.OPEN: OpenDetails(flags=0o1101, mode=0o644),
+        EventType.CHMOD: ChmodDetails(mode=0o600),
+        EventType.CHOWN: ChownDetails(uid=1, gid=1),
+        EventType.RENAME: DestinationDetails(dest),
+        EventType.LINK: DestinationDetails(dest),
+        EventType.SYMLINK: DestinationDetails(dest),
+        EventType.SETXATTR: XattrDetails("user.x"),
+        EventType.REMOVEXATTR: XattrDetails("user.x"),
+        EventType.TRUNCATE: TruncateDetails(0),
+        EventType.MKNOD: MknodDetails(mode=0o100644, file_type="regular"),
+        EventType.CHATTR: ChattrDetails("FS_IOC_SETFLAGS", flags=0x10, old_flags=0),
+    }.get(kind)
+
+
+def full_event(kind: EventType) -> Event:
+    """An event of `kind` with every field the record can carry filled in: the process context
+    (executable, argv, start time, names, a parent), a container, truncated and escaped names
+    (`\\n` in comm and path), a truncated destination. For checks that must see every attribute."""
+    parent = AncestorInfo(1, 0, "bash", executable="/usr/bin/bash", argv=["bash"], start_time_ns=1)
+    return Event(
+        type=kind,
+        syscall=kind.value,
+        timestamp_ns=1_700_000_000_000_000_000,
+        retval=0,
+        process=ProcessInfo(
+            pid=10, tid=11, ppid=1, uid=1000, gid=1000, euid=0, comm="vi\n", cgroup_id=5,
+            executable="/usr/bin/vim.basic", argv=["vim", "/etc/x"], args_truncated=True,
+            start_time_ns=1_700_000_000_000_000_000, user_name="root", group_name="users",
+            ancestors=[parent],
+        ),  # fmt: skip
+        file=FileInfo(
+            "/etc/x\n", inode=5, dev=2049, mount_id=21, mode=0o100644, uid=0, gid=0, truncated=True,
+            owner_name="root", group_name="root",
+        ),  # fmt: skip
+        details=_full_details(kind),  # type: ignore[arg-type]
+        container=ContainerInfo("c0ffee", "containerd"),
+    )
+
+
 # Two matches as the rule engine reports them: one with tags and a category, one bare.
 MATCHES = [
     Match("etc-write", "high", "write under /etc", {"mitre": "T1565"}, "baseline", "impact"),

@@ -47,7 +47,7 @@ def test_one_config_builds_rules_plugins_and_outputs_into_one_path(tmp_path: Pat
     assert [r["attributes"]["file.path"] for r in records] == [str(watched)]
     attrs = records[0]["attributes"]
     assert attrs["security_rule.name"] == "w"
-    assert len(attrs["fim.plugin.hash.sha256"]) == 64  # enriched by the plugin stage
+    assert len(attrs["otel_fim.plugin.hash.sha256"]) == 64  # enriched by the plugin stage
     assert path.pipeline.counters.evaluated[EventType.OPEN] == 2
     assert path.pipeline.counters.matched[EventType.OPEN] == 1
 

@@ -10,7 +10,7 @@ detached probe, a stalled consumer, a stuck plugin, a broken output and a wedged
 up the same way: no proof in time.
 
 The result: `latency` (seconds from the write to the outputs) and `coverage` (1: the last canary
-made it, 0: it did not), exported as the metrics `otel_fim.canary.latency` and `otel_fim.coverage`.
+made it, 0: it did not), exported as the metrics `otel_fim.canary.duration` and `otel_fim.coverage`.
 A failure logs an error, adds a warning to the status line and emits a high-severity record
 (`otel_fim.canary.failed`); the next success emits `otel_fim.canary.recovered`. The checks run
 on the canary's own thread: a stalled consumer cannot stall its own alarm.
@@ -182,14 +182,18 @@ class Canary:
         if first:
             deadline = self.config.deadline
             body = f"canary failed: {problem} (deadline {deadline:.0f}s); file changes may go unreported"
-            self._alarm("otel_fim.canary.failed", "high", body, {"fim.canary.problem": problem})
+            self._alarm("otel_fim.canary.failed", "high", body, {"otel_fim.canary.problem": problem})
 
     def _alarm(self, name: str, severity: str, body: str, attributes: dict[str, Any]) -> None:
         record = agent_record(
             name,
             severity,
             body,
-            {**attributes, "fim.canary.path": str(self.beat_path), "fim.canary.failures": self.failures},
+            {
+                **attributes,
+                "otel_fim.canary.path": str(self.beat_path),
+                "otel_fim.canary.failures": self.failures,
+            },
         )
         # On its own thread: a wedged output must not stop the canary from checking again.
         threading.Thread(target=self._emit, args=(record,), name="otel-fim-canary-alarm", daemon=True).start()

@@ -1,4 +1,5 @@
-"""`otel-fim rules check [PATH]...` and `otel-fim rules test --events EVENTS.jsonl [PATH]...`."""
+"""`otel-fim rules check|list [PATH]...`, `otel-fim rules fields` and
+`otel-fim rules test --events EVENTS.jsonl [PATH]...`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import sys
 from typing import TextIO
 
+from otel_fim import data_dir
 from otel_fim.config import AgentConfig
 from otel_fim.constants import OPEN_FLAGS
 from otel_fim.event import EventType
@@ -17,7 +19,8 @@ from otel_fim.rules.approvers import Approvers, PathSet
 from otel_fim.rules.errors import PolicyError
 from otel_fim.rules.ruleset import RuleSet
 
-DEFAULT_PATHS = ["rules/"]
+# The default policy installed with the package (rules/ of the source tree), not ./rules.
+DEFAULT_PATHS = [str(data_dir("otel_fim_rules", "rules"))]
 
 
 def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +29,21 @@ def add_rules_commands(subparsers: argparse._SubParsersAction) -> None:
 
     check = sub.add_parser("check", help="validate policies; show rules and approvers per event type")
     check.add_argument(
-        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: the installed policy)"
     )
     check.set_defaults(func=run_check)
+
+    listing = sub.add_parser("list", help="one line per rule: id, severity, event types, description")
+    listing.add_argument("paths", nargs="*", metavar="PATH", help="policy files or directories")
+    listing.set_defaults(func=run_list)
+
+    fields = sub.add_parser("fields", help="every field a rule may use: type, event types, kernel filter")
+    fields.set_defaults(func=run_fields)
 
     test = sub.add_parser("test", help="evaluate recorded events (the agent's jsonl output) against policies")
     test.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="jsonl file, '-' for stdin")
     test.add_argument(
-        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: rules/)"
+        "paths", nargs="*", metavar="PATH", help="policy files or directories (default: the installed policy)"
     )
     test.add_argument("--only-matches", action="store_true", help="print only events some rule matches")
     test.set_defaults(func=run_test)
@@ -122,6 +132,38 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
     print("\nkernel on this host:", file=out)
     for line in io_uring.probe_host().describe():  # what the rules cannot see here
         print(f"  {line}", file=out)
+    return 0
+
+
+def run_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    ruleset = _load(args.paths)
+    if ruleset is None:
+        return 1
+    for rule in ruleset.all_rules:
+        types = "write" if rule.kind == "fim.write" else ",".join(sorted(t.value for t in rule.event_types))
+        state = " (disabled)" if rule.disabled else ""
+        print(f"{rule.id}\t{rule.severity}\t{types}\t{rule.description}{state}", file=out)
+    return 0
+
+
+def run_fields(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Per-type fields (`open.file.path`, ...) are grouped: `<type>.file.path` with the types that
+    have it. `kernel` marks the fields the kernel filter can use (approvers, discarders)."""
+    out = out or sys.stdout
+    registry = load_plugins(AgentConfig()).fields  # the standard fields and the plugins'
+    grouped: dict[tuple[str, str, bool, str], list[str]] = {}
+    for field in registry:
+        if field.event_type is None:
+            name, types = field.name, ["every"]
+        else:
+            name = "<type>" + field.name[len(field.event_type.value) :]
+            types = [field.event_type.value]
+        key = (name, field.type.value, field.key is not None, field.doc)
+        grouped.setdefault(key, []).extend(types)
+    print("field\ttype\tevent types\tkernel filter\tmeaning", file=out)
+    for (name, ftype, kernel, doc), types in sorted(grouped.items()):
+        print(f"{name}\t{ftype}\t{','.join(types)}\t{'yes' if kernel else 'no'}\t{doc}", file=out)
     return 0
 
 

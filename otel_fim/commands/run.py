@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 
+from otel_fim import data_dir
 from otel_fim.agent import run_agent
 from otel_fim.config import DEFAULT_STATE_DIR, AgentConfig, ConfigError, load_config
 from otel_fim.export.endpoint import PROTOCOLS
@@ -29,6 +30,23 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="SPEC",
         help="console | jsonl:PATH | otlp (repeatable; default: otlp when an endpoint is set, else console)",
+    )
+    p.add_argument(
+        "--default-rules",
+        action="store_const",
+        const=True,
+        help="also load the default policy installed with otel-fim",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity on stderr (default info; -v is debug)",
+    )
+    p.add_argument(
+        "--all-events",
+        action="store_const",
+        const=True,
+        help="without rules, export every file event over OTLP too (refused otherwise)",
     )
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--ready-file", metavar="PATH", help="created once every program is attached")
@@ -102,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"otel-fim: {exc}", file=sys.stderr)
         return 2
+    if config.default_rules:  # the policy installed with the package, besides any --rules
+        config.rules = [*config.rules, str(data_dir("otel_fim_rules", "rules"))]
     level = logging.DEBUG if args.verbose else getattr(logging, config.log_level.upper())
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
@@ -149,10 +169,11 @@ def merge_cli(config: AgentConfig, args: argparse.Namespace) -> AgentConfig:
         plugins=dataclasses.replace(config.plugins),
         scan=dataclasses.replace(config.scan),
         canary=dataclasses.replace(config.canary),
+        redaction=dataclasses.replace(config.redaction),
     )
     given = {k: v for k, v in vars(args).items() if v is not None and not (k in _LIST_FLAGS and not v)}
     for name in (f.name for f in dataclasses.fields(AgentConfig)):
-        if name in given and name not in ("otlp", "plugins", "scan", "canary", "source"):
+        if name in given and name not in ("otlp", "plugins", "scan", "canary", "redaction", "source"):
             value = given[name]
             setattr(merged, name, list(value) if isinstance(value, (list, tuple)) else value)
     if "output" in given:  # argparse's `--output` (append) lands in `output`

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,16 +161,29 @@ def host_id(path: Path = Path("/etc/machine-id")) -> str | None:
     return value or None
 
 
+# Namespace of otel-fim's service.instance.id (a UUID v5 of the host's id, as semconv suggests).
+INSTANCE_NAMESPACE = uuid.UUID("6f1d4a5e-2b0c-5d55-9a40-0e3f8f5f1c11")
+
+
+def service_instance_id(host: str) -> str:
+    """The same id on every start of the agent on one host: Loki makes service.instance.id an index
+    label and Prometheus the `instance` label, so a random id per start would split every series."""
+    return str(uuid.uuid5(INSTANCE_NAMESPACE, host))
+
+
 def build_resource(extra: Mapping[str, str] | None = None) -> Resource:
     """otel-fim's resource; `OTEL_RESOURCE_ATTRIBUTES` and `OTEL_SERVICE_NAME` override it."""
+    hostname = socket.gethostname()
     attrs: dict[str, str] = {
         "service.name": "otel-fim",
         "service.version": otel_fim.__version__,
-        "host.name": socket.gethostname(),
+        "host.name": hostname,
         "os.type": "linux",
     }
-    if (hid := host_id()) is not None:
+    hid = host_id()
+    if hid is not None:
         attrs["host.id"] = hid
+    attrs["service.instance.id"] = service_instance_id(hid or hostname)
     attrs.update(extra or {})
     # Resource.create lets its argument win over the environment; the operator's env must win here.
     return Resource.create(attrs).merge(OTELResourceDetector().detect())

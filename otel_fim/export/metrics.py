@@ -62,6 +62,7 @@ class FimMetrics:
         self.meter_provider = meter_provider
         self.counters = counters
         self.discarders = discarders
+        self.backlog: Gauge | None = None  # records read from the kernel, not yet handled
         self._spool_depth: Gauge | None = None
         self._spool_bytes: Gauge | None = None
         self._dead_letters: Gauge | None = None
@@ -72,7 +73,8 @@ class FimMetrics:
             "otel_fim.events",
             callbacks=[self._observe_events],
             unit="{event}",
-            description="File events by filter stage (fim.stage) and event type, since the agent started.",
+            description="File events by filter stage (otel_fim.stage) and event type (otel_fim.event.type), "
+            "since the agent started.",
         )
         self._matches = meter.create_counter(
             "otel_fim.rule.matches",
@@ -80,19 +82,26 @@ class FimMetrics:
             description="Rule matches by rule id (security_rule.name).",
         )
         meter.create_observable_up_down_counter(
-            "otel_fim.discarders",
+            "otel_fim.discarder.count",
             callbacks=[self._gauge_callback("discarders", lambda: self.discarders)],
             unit="{discarder}",
             description="Discarders currently installed in the kernel.",
         )
+        meter.create_observable_up_down_counter(
+            "otel_fim.backlog.depth",
+            callbacks=[self._gauge_callback("backlog", lambda: self.backlog)],
+            unit="{record}",
+            description="Records read from the kernel's ring buffer and not yet handled; when it is "
+            "full, reading stops and the kernel counts what it cannot queue as lost.",
+        )
         self._latency = meter.create_histogram(
-            "otel_fim.event.latency",
+            "otel_fim.event.duration",
             unit="s",
             description="Kernel timestamp to the event being handed to the outputs.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
         )
         self._delivery = meter.create_histogram(
-            "otel_fim.export.latency",
+            "otel_fim.export.duration",
             unit="s",
             description="Kernel timestamp to the OTLP receiver acknowledging the log record.",
             explicit_bucket_boundaries_advisory=LATENCY_BUCKETS,
@@ -112,11 +121,11 @@ class FimMetrics:
         self._dropped = meter.create_counter(
             "otel_fim.spool.dropped",
             unit="{record}",
-            description="Log records given up before delivery, by severity_text and reason "
-            "(spool_full, spool_error, corrupt, dead_letter_full).",
+            description="Log records given up before delivery, by severity (otel_fim.severity) and "
+            "error.type (spool_full, spool_error, corrupt, dead_letter_full).",
         )
         meter.create_observable_up_down_counter(
-            "otel_fim.spool.dead_letters",
+            "otel_fim.spool.dead_letter.count",
             callbacks=[self._gauge_callback("spool.dead_letters", lambda: self._dead_letters)],
             unit="{record}",
             description="Log records the receiver refused for good, kept in the spool's dead-letter table.",
@@ -124,7 +133,7 @@ class FimMetrics:
         self._rejected = meter.create_counter(
             "otel_fim.export.rejected",
             unit="{record}",
-            description="Log records the receiver refused for good (poison records), by fim.reason "
+            description="Log records the receiver refused for good (poison records), by error.type "
             "(rejected: the request was refused; partial_success: the receiver said it dropped them), "
             "moved to the dead-letter table.",
         )
@@ -136,14 +145,14 @@ class FimMetrics:
         self._plugin_errors = meter.create_counter(
             "otel_fim.plugin.errors",
             unit="{error}",
-            description="Exceptions raised by plugin hooks, by plugin (fim.plugin.name) and hook "
-            "(fim.plugin.hook); the agent logs each and carries on.",
+            description="Exceptions raised by plugin hooks, by plugin (otel_fim.plugin.name) and hook "
+            "(otel_fim.plugin.hook); the agent logs each and carries on.",
         )
         # The liveness canary (otel_fim.canary): set by whoever runs it.
         self.canary_latency: Callable[[], float | None] | None = None
         self.coverage: Gauge | None = None
         meter.create_observable_gauge(
-            "otel_fim.canary.latency",
+            "otel_fim.canary.duration",
             callbacks=[self._gauge_callback("canary.latency", lambda: self.canary_latency)],
             unit="s",
             description="The last liveness canary: its file change's time from the write to the outputs.",
@@ -210,19 +219,19 @@ class FimMetrics:
         self._delivery.record(max(seconds, 0.0))
 
     def record_export_failure(self, signal: str) -> None:
-        self._failures.add(1, {"fim.signal": signal})
+        self._failures.add(1, {"otel_fim.signal": signal})
 
     def record_spool_dropped(self, severity_text: str, count: int = 1, *, reason: str) -> None:
-        self._dropped.add(count, {"severity_text": severity_text, "fim.reason": reason})
+        self._dropped.add(count, {"otel_fim.severity": severity_text, "error.type": reason})
 
     def record_plugin_error(self, plugin: str, hook: str) -> None:
-        self._plugin_errors.add(1, {"fim.plugin.name": plugin, "fim.plugin.hook": hook})
+        self._plugin_errors.add(1, {"otel_fim.plugin.name": plugin, "otel_fim.plugin.hook": hook})
 
     def record_plugin_overflow(self, count: int = 1) -> None:
         self._plugin_overflow.add(count)
 
     def record_rejected(self, count: int, *, reason: str) -> None:
-        self._rejected.add(count, {"fim.reason": reason})
+        self._rejected.add(count, {"error.type": reason})
 
     def watch_spool(self, depth: Gauge, size_bytes: Gauge, dead_letters: Gauge | None = None) -> None:
         self._spool_depth, self._spool_bytes = depth, size_bytes
@@ -246,7 +255,7 @@ class FimMetrics:
             self._callback_failed("events")
             return []
         return [
-            Observation(value, {"fim.stage": stage, "fim.event.type": event_type})
+            Observation(value, {"otel_fim.stage": stage, "otel_fim.event.type": event_type})
             for (stage, event_type), value in counts.items()
         ]
 

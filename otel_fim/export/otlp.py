@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 SCOPE_NAME = "otel_fim"
 # On a record spooled when its event matched and sent without its plugins' enrichment.
-INCOMPLETE_KEY = "fim.plugin.status"
+INCOMPLETE_KEY = "otel_fim.plugin.status"
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -181,7 +181,7 @@ class OtlpOutput:
 
     def reserve(self, event: Event, matches: Sequence[Match]) -> None:
         """Write-ahead: called on the consumer thread as soon as the event matched, before plugins
-        enrich it. The record, marked `fim.plugin.status = incomplete`, is committed (not sent) at
+        enrich it. The record, marked `otel_fim.plugin.status = incomplete`, is committed (not sent) at
         the end of the sensor's batch, one transaction for the batch (`end_batch`); `emit`, after
         the plugins, replaces it with the enriched record. If the agent dies in between, the next
         start sends the marked record (see `_recover_pending`)."""
@@ -345,7 +345,7 @@ class OtlpOutput:
 
     def _recover_pending(self, rows: Sequence[SpooledRecord]) -> None:
         """Records written ahead whose enrichment never came: send them as they are. Each already
-        says `fim.plugin.status = incomplete`."""
+        says `otel_fim.plugin.status = incomplete`."""
         if not rows:
             return
         self.spool.release([r.id for r in rows])

@@ -32,7 +32,7 @@ class ConsoleOutput:
         self._stream = stream or sys.stdout
 
     def emit(self, event: Event, matches: Sequence[Match], record: dict[str, Any]) -> None:
-        self._stream.write(f"{record['severity_text']:<5} {record['body']}\n")
+        self._stream.write(f"{record['severity_text']:<8} {record['body']}\n")
         self._stream.flush()
 
     def end_batch(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import re
 import shlex
 import time
@@ -37,12 +38,14 @@ from otel_fim.event import (
     XattrDetails,
 )
 from otel_fim.export import attributes as A
+from otel_fim.export import redact
 from otel_fim.memo import Memo
 from otel_fim.rules.match import SEVERITIES, Match
 
-# OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21.
+# OTel severity numbers: INFO=9, INFO4=12, WARN=13, ERROR=17, FATAL=21. SeverityText is the
+# source's own name for the level (the log data model says so): the rule's severity as written.
 SEVERITY_NUMBER = {"info": 9, "low": 12, "medium": 13, "high": 17, "critical": 21}
-SEVERITY_TEXT = {"info": "INFO", "low": "INFO4", "medium": "WARN", "high": "ERROR", "critical": "FATAL"}
+SEVERITY_TEXT = {name: name for name in SEVERITY_NUMBER}
 UNMATCHED_SEVERITY = "info"
 
 # Records are built for every matched event, and most of a record repeats: the same files, the same
@@ -115,8 +118,12 @@ def _file_attributes(prefix: str, info: FileInfo) -> dict[str, Any]:
         attrs[f"{prefix}.mode"] = _mode_text(info.mode)
     if info.uid is not None:
         attrs[f"{prefix}.owner.id"] = str(info.uid)
+    if info.owner_name is not None:
+        attrs[f"{prefix}.owner.name"] = escape_name(info.owner_name)
     if info.gid is not None:
         attrs[f"{prefix}.group.id"] = str(info.gid)
+    if info.group_name is not None:
+        attrs[f"{prefix}.group.name"] = escape_name(info.group_name)
     return attrs
 
 
@@ -195,7 +202,10 @@ def attributes(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
             A.PROCESS_PID: p.pid,
             A.THREAD_ID: p.tid,
             A.PROCESS_PARENT_PID: p.ppid,
+            # The executable's basename replaces this when the process context knows the executable:
+            # comm is only its first 15 bytes, and the process can set it to anything.
             A.PROCESS_EXECUTABLE_NAME: escape_name(p.comm),
+            A.PROCESS_COMM: escape_name(p.comm),
             A.PROCESS_USER_ID: p.euid,
             A.PROCESS_REAL_USER_ID: p.uid,
             A.PROCESS_REAL_GROUP_ID: p.gid,
@@ -246,6 +256,7 @@ def _process_context(p: ProcessInfo) -> dict[str, Any]:
     an id cannot name another object while its entry lives."""
     argv = tuple(p.argv) if p.argv is not None else None
     key = (
+        redact.generation(),  # a new redaction config must not reuse what was built under the old
         p.executable,
         argv,
         p.args_truncated,
@@ -271,8 +282,10 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
     attrs: dict[str, Any] = {}
     if p.executable is not None:
         attrs[A.PROCESS_EXECUTABLE_PATH] = escape_name(p.executable)
+        if name := os.path.basename(p.executable):
+            attrs[A.PROCESS_EXECUTABLE_NAME] = escape_name(name)
     if p.argv is not None:
-        args = [escape_name(a) for a in p.argv]
+        args = redact.active().argv([escape_name(a) for a in p.argv])
         attrs[A.PROCESS_COMMAND_ARGS] = args
         attrs[A.PROCESS_COMMAND_LINE] = shlex.join(args)
         if p.args_truncated:
@@ -293,7 +306,8 @@ def _process_context_attributes(p: ProcessInfo) -> dict[str, Any]:
         if parent.executable is not None:
             attrs[A.PARENT_EXECUTABLE_PATH] = escape_name(parent.executable)
         if parent.argv is not None:
-            attrs[A.PARENT_COMMAND_LINE] = shlex.join(escape_name(a) for a in parent.argv)
+            parent_args = redact.active().argv([escape_name(a) for a in parent.argv])
+            attrs[A.PARENT_COMMAND_LINE] = shlex.join(parent_args)
     return attrs
 
 
@@ -335,17 +349,17 @@ def _match_attributes(matches: Sequence[Match]) -> dict[str, Any]:
         A.RULE_NAME: first.rule_id,
         A.RULE_IDS: [m.rule_id for m in matches],
         A.RULE_SEVERITY: first.severity,
-        # every matching rule's ATT&CK technique, same order as fim.rule.ids ("" when untagged)
+        # every matching rule's ATT&CK technique, same order as otel_fim.rule.ids ("" when untagged)
         A.RULE_TECHNIQUES: [m.tags.get("mitre", "") for m in matches],
     }
-    if first.reference:
-        attrs[A.RULE_REFERENCE] = first.reference
     if first.description:
         attrs[A.RULE_DESCRIPTION] = first.description
     if first.ruleset:
         attrs[A.RULESET_NAME] = first.ruleset
     if first.category:
         attrs[A.RULE_CATEGORY] = first.category
+    if (reference := rule_reference(first)) is not None:
+        attrs[A.RULE_REFERENCE] = reference
     for key, value in sorted({k: v for m in reversed(matches) for k, v in m.tags.items()}.items()):
         attrs[f"{A.RULE_TAGS}.{key}"] = str(value)
     return attrs
@@ -394,7 +408,7 @@ def _finding_summary(event: Event, finding: dict[str, Any]) -> str:
 
 def agent_record(name: str, severity: str, body: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """A record about the agent itself (coverage gap, scan summary, canary alarm), not a file
-    event: shaped like every other record, without `fim.event.type`, `file.*` or `process.*`."""
+    event: shaped like every other record, without `otel_fim.event.type`, `file.*` or `process.*`."""
     return {
         "timestamp": time.time_ns(),
         "event_name": name,
@@ -405,15 +419,45 @@ def agent_record(name: str, severity: str, body: str, attributes: dict[str, Any]
     }
 
 
+_MITRE_TECHNIQUE = re.compile(r"^T(\d{4})(?:\.(\d{3}))?$")
+
+
+def rule_reference(match: Match) -> str | None:
+    """A rule's `reference` (its key, else its tag), else the ATT&CK page of its `mitre` technique
+    tag (T1548.003)."""
+    if match.reference:
+        return match.reference
+    if reference := match.tags.get("reference"):
+        return str(reference)
+    technique = _MITRE_TECHNIQUE.match(str(match.tags.get("mitre", "")))
+    if technique is None:
+        return None
+    number, sub = technique.groups()
+    return f"https://attack.mitre.org/techniques/T{number}/" + (f"{sub}/" if sub else "")
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def record_uid(timestamp_ns: int) -> str:
+    """A ULID (48-bit milliseconds, 80 random bits; 26 characters of Crockford base32), the form the
+    `log.record.uid` convention suggests. Made once per record, before the spool: delivery is at
+    least once, and a backend recognises a resent record by it."""
+    value = ((timestamp_ns // 1_000_000) & (2**48 - 1)) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
 def log_record(event: Event, matches: Sequence[Match] = ()) -> dict[str, Any]:
     severity = _matched(matches).severity if matches else UNMATCHED_SEVERITY
+    attrs = attributes(event, matches)
+    attrs[A.LOG_RECORD_UID] = record_uid(event.timestamp_ns)
     return {
         "timestamp": event.timestamp_ns,
         "event_name": event_name(event),
         "severity_number": SEVERITY_NUMBER[severity],
         "severity_text": SEVERITY_TEXT[severity],
         "body": summary(event, matches),
-        "attributes": attributes(event, matches),
+        "attributes": attrs,
     }
 
 
@@ -520,9 +564,9 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         name = record.get("event_name")
         if isinstance(name, str) and not name.startswith("otel_fim.file."):  # gap, scan summary, canary
             raise AgentRecord(f"{name} is a record about the agent, not a file event") from None
-        raise RecordError("no 'fim.event.type' attribute") from None
+        raise RecordError("no 'otel_fim.event.type' attribute") from None
     except ValueError:
-        raise RecordError(f"unknown event type {attrs['fim.event.type']!r}") from None
+        raise RecordError(f"unknown event type {attrs['otel_fim.event.type']!r}") from None
     if A.FILE_PATH not in attrs:
         raise RecordError("no 'file.path' attribute")
     process = ProcessInfo(
@@ -532,7 +576,7 @@ def event_from_record(record: Mapping[str, Any]) -> Event:
         uid=_int(attrs.get(A.PROCESS_REAL_USER_ID), 0) or 0,
         gid=_int(attrs.get(A.PROCESS_REAL_GROUP_ID), 0) or 0,
         euid=_int(attrs.get(A.PROCESS_USER_ID), 0) or 0,
-        comm=unescape_name(str(attrs.get(A.PROCESS_EXECUTABLE_NAME, ""))),
+        comm=unescape_name(str(attrs.get(A.PROCESS_COMM, attrs.get(A.PROCESS_EXECUTABLE_NAME, "")))),
         cgroup_id=_int(attrs.get(A.PROCESS_CGROUP_ID), 0) or 0,
     )
     prefix = SCAN_NAMESPACE + "."

@@ -4,8 +4,8 @@ The kernel sends the first event of a window (marked FIM_CO_OPENED) and counts t
 repeats that follow within the window in `repeat_counts`, keyed by that record. Once the window
 has closed, `RepeatReporter.flush` reads the count, removes the entry (so the kernel opens a new
 window on the next repeat) and, when there were repeats, hands over one more event: the opening
-event again, stamped with the last repeat's time and carrying `fim.repeat.count` (repeats after
-the first record), `fim.repeat.first_time_unix_nano` and `fim.repeat.last_time_unix_nano`. It goes
+event again, stamped with the last repeat's time and carrying `otel_fim.repeat.count` (repeats after
+the first record), `otel_fim.repeat.first_time_unix_nano` and `otel_fim.repeat.last_time_unix_nano`. It goes
 through the rules and plugins like any event, so hash/diff see the file as it is after the window.
 """
 
@@ -138,5 +138,5 @@ class RepeatReporter:
             "last_time_unix_nano": last_boot_ns + epoch_offset,
         }
         return dataclasses.replace(
-            event, timestamp_ns=last_boot_ns + epoch_offset, extra={**event.extra, "fim.repeat": repeat}
+            event, timestamp_ns=last_boot_ns + epoch_offset, extra={**event.extra, "otel_fim.repeat": repeat}
         )

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
-from pathlib import Path
 
+from otel_fim import data_dir
 from otel_fim.event import EventType
 
-BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+BPF_DIR = data_dir("otel_fim_bpf", "bpf")  # installed with the package (bcc compiles it at start)
 EVENTS_H = BPF_DIR / "events.h"
 
 FIM_PATH_MAX = 4096

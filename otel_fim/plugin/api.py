@@ -4,7 +4,7 @@
 
     @hookimpl
     def otel_fim_enrich(event, matches):
-        return {"owner": "team-a"}       # -> attribute fim.plugin.<plugin name>.owner
+        return {"owner": "team-a"}       # -> attribute otel_fim.plugin.<plugin name>.owner
 
 See `otel_fim.plugin.hookspecs` for every hook and `README.md#plugins` for a walk-through.
 """
@@ -39,7 +39,7 @@ __all__ = [
     "wait_for_writer",
 ]
 
-# An enricher's `{key: value}` becomes the attribute `fim.plugin.<plugin name>.<key>`.
+# An enricher's `{key: value}` becomes the attribute `otel_fim.plugin.<plugin name>.<key>`.
 ATTRIBUTE_PREFIX = PLUGIN_PREFIX
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list"}

@@ -96,7 +96,7 @@ def otel_fim_enrich(event: Event, matches: Sequence[Match]) -> Mapping[str, Any]
         for (an enricher may act only when its rule lists its action, see `actions_named`).
 
     Return a flat mapping `{key: value}` (values: str, int, float, bool or a list of those) or
-    None. It becomes the attributes `fim.plugin.<plugin name>.<key>`; other values are turned into
+    None. It becomes the attributes `otel_fim.plugin.<plugin name>.<key>`; other values are turned into
     strings. Called even when the event's file is gone: check before reading."""
 
 

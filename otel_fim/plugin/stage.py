@@ -6,7 +6,7 @@
 A slow plugin therefore never holds up the consumer, and the kernel never drops events because
 of it. When the queue is full, `submit` waits briefly (`overflow_wait`, 50 ms by default) for the
 worker; if it is still full, the detection is exported at once, on the consumer thread, without
-enrichment, and marked `fim.plugins.skipped = "queue_full"`; its notify hooks and actions do not
+enrichment, and marked `otel_fim.plugins.skipped = "queue_full"`; its notify hooks and actions do not
 run. Every such event counts as `plugin_queue_overflow`. Once overflowing, `submit` stops waiting
 until the queue is half empty again, and it waits at most once a second: a stuck or overloaded
 plugin stalls the consumer for at most `overflow_wait` per second (5% with the defaults).

@@ -92,6 +92,9 @@ class ProcessContext:
         if event.container is None:
             p.user_name = self.users.user(p.euid)
             p.group_name = self.users.group(p.gid)
+            # The file's owner by the host's names; in a container they would be someone else's.
+            event.file.owner_name = self.users.user(event.file.uid)
+            event.file.group_name = self.users.group(event.file.gid)
         else:  # the container's own names, or none: the host's would be someone else's
             p.user_name, p.group_name = self.container_users.names(event)
         now = time.monotonic()

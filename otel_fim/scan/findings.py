@@ -8,7 +8,7 @@ approvers; no rule has to be written twice. What marks it as a scan finding:
 
 * `syscall` is `scan`, and there is no process (pid 0, ids -1, empty comm: `process.*` conditions
   that need a value are false, so `!by_package_manager` style exclusions do not hide it);
-* `extra["fim.scan"]` (attributes `fim.scan.*`): the change, why the scan ran, the time window the
+* `extra["otel_fim.scan"]` (attributes `otel_fim.scan.*`): the change, why the scan ran, the time window the
   change happened in, and the file's state before and after;
 * the rule field `scan.change` (`created`, `modified`, ...; None for live events; in
   `rules/field_catalog.py`), so a rule can treat scan findings apart: `... && scan.change == "deleted"`.

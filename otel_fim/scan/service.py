@@ -386,9 +386,9 @@ def gap_record(gap: Gap, ended: bool = True) -> dict[str, Any]:
     return agent_record(
         "otel_fim.coverage.gap", "high", body,
         {
-            "fim.gap.start": iso(gap.start_ns), "fim.gap.end": iso(gap.end_ns),
-            "fim.gap.duration_s": round(seconds, 3), "fim.gap.lost": gap.lost,
-            "fim.gap.reason": "kernel_lost", "fim.gap.state": "ended" if ended else "ongoing",
+            "otel_fim.gap.start": iso(gap.start_ns), "otel_fim.gap.end": iso(gap.end_ns),
+            "otel_fim.gap.duration_s": round(seconds, 3), "otel_fim.gap.lost": gap.lost,
+            "otel_fim.gap.reason": "kernel_lost", "otel_fim.gap.state": "ended" if ended else "ongoing",
         },
     )  # fmt: skip
 
@@ -404,12 +404,12 @@ def summary_record(
     if stats.interrupted:
         body += "; interrupted by the agent's stop (the next start compares the rest)"
     attrs: dict[str, Any] = {
-        "fim.scan.reason": request.reason, "fim.scan.files": stats.files,
-        "fim.scan.findings": stats.findings, "fim.scan.duration_s": round(seconds, 3),
-        "fim.scan.window.end": iso(window[1]),
+        "otel_fim.scan.reason": request.reason, "otel_fim.scan.files": stats.files,
+        "otel_fim.scan.findings": stats.findings, "otel_fim.scan.duration_s": round(seconds, 3),
+        "otel_fim.scan.window.end": iso(window[1]),
     }  # fmt: skip
     if window[0] is not None:
-        attrs["fim.scan.window.start"] = iso(window[0])
+        attrs["otel_fim.scan.window.start"] = iso(window[0])
     if stats.interrupted:
-        attrs["fim.scan.interrupted"] = True
+        attrs["otel_fim.scan.interrupted"] = True
     return agent_record("otel_fim.scan.completed", "info", body, attrs)

@@ -48,8 +48,8 @@ def test_openloop_and_rate_limited_burst(bench: tuple[Path, BenchPaths]) -> None
 def test_records_are_counted_per_rule(tmp_path: Path) -> None:
     jsonl = tmp_path / "records.jsonl"
     lines = [
-        {"attributes": {"fim.rule.ids": ["bench_watched_modified"]}},
-        {"attributes": {"fim.rule.ids": ["credentials_modified"]}},
+        {"attributes": {"otel_fim.rule.ids": ["bench_watched_modified"]}},
+        {"attributes": {"otel_fim.rule.ids": ["credentials_modified"]}},
         {"attributes": {}},
     ]
     jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -91,12 +91,12 @@ def test_repeat_counts_are_summed_from_the_records(tmp_path: Path) -> None:
     from bench.targets import accounted_calls
 
     jsonl = tmp_path / "records.jsonl"
-    mine = {"fim.rule.ids": ["bench_watched_modified"], "file.name": "repeat.conf"}
+    mine = {"otel_fim.rule.ids": ["bench_watched_modified"], "file.name": "repeat.conf"}
     lines = [
         {"attributes": mine},
-        {"attributes": {**mine, "fim.repeat.count": 41}},
+        {"attributes": {**mine, "otel_fim.repeat.count": 41}},
         {"attributes": {**mine, "file.name": "other.conf", "x": "repeat.conf"}},
-        {"attributes": {"fim.rule.ids": ["credentials_modified"], "file.name": "repeat.conf"}},
+        {"attributes": {"otel_fim.rule.ids": ["credentials_modified"], "file.name": "repeat.conf"}},
     ]
     jsonl.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert accounted_calls(jsonl) == (2, 42)

@@ -47,7 +47,7 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
         "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
         "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment.name=e2e",
     }
-    proc, _ = run_agent(tmp_path, env, "--output", "otlp", "--output", f"jsonl:{jsonl}")
+    proc, _ = run_agent(tmp_path, env, "--all-events", "--output", "otlp", "--output", f"jsonl:{jsonl}")
     try:
         paths = do_file_work(watched)
         time.sleep(1.0)  # let the ring buffer be polled before stopping
@@ -63,12 +63,12 @@ def test_real_syscalls_arrive_at_the_receiver(rotel, tmp_path, protocol):
     opened = by_name["otel_fim.file.open"]
     assert opened.attributes["file.path"] == str(paths["target"])
     assert opened.attributes["process.pid"] == os.getpid()
-    assert "O_CREAT" in opened.attributes["fim.open.flags_text"]
-    assert by_name["otel_fim.file.chmod"].attributes["fim.chmod.mode"] == "0600"
-    assert by_name["otel_fim.file.rename"].attributes["fim.file.destination.path"] == str(paths["moved"])
+    assert "O_CREAT" in opened.attributes["otel_fim.open.flags_text"]
+    assert by_name["otel_fim.file.chmod"].attributes["otel_fim.chmod.mode"] == "0600"
+    assert by_name["otel_fim.file.rename"].attributes["otel_fim.file.destination.path"] == str(paths["moved"])
     assert by_name["otel_fim.file.unlink"].attributes["file.path"] == str(paths["moved"])
     for lg in got:
-        assert (lg.severity_number, lg.severity_text) == (9, "INFO")  # no rules: every event, at INFO
+        assert (lg.severity_number, lg.severity_text) == (9, "info")  # no rules: every event, at INFO
         assert abs(lg.timestamp - time.time_ns()) < 300e9  # the kernel's wall clock, not zero
         assert lg.resource["service.name"] == "otel-fim"
         assert lg.resource["os.type"] == "linux"
@@ -111,6 +111,7 @@ def test_agent_sigkilled_with_undelivered_events_delivers_them_after_restart(tmp
     config.write_text(
         f"""
 outputs: [otlp]
+all_events: true  # no rules: every event of the watched directory
 state_dir: {state}
 otlp:
   endpoint: {receiver.grpc_endpoint}
@@ -185,14 +186,14 @@ rules:
     assert all(str(lg.attributes["file.path"]).startswith(str(watched)) for lg in logs), "only matches"
     by_name = {lg.event_name: lg for lg in logs}
     opened = by_name["otel_fim.file.open"]
-    assert (opened.severity_number, opened.severity_text) == (17, "ERROR")
+    assert (opened.severity_number, opened.severity_text) == (17, "high")
     assert opened.attributes["file.path"] == str(paths["target"])
     assert opened.attributes["security_rule.name"] == "watched_written"
     assert opened.attributes["security_rule.description"] == "write under the watched directory"
     assert opened.attributes["security_rule.ruleset.name"] == "watched-policy"
     assert opened.attributes["security_rule.category"] == "impact"
-    assert opened.attributes["fim.rule.tags.mitre"] == "T1565"
+    assert opened.attributes["otel_fim.rule.tags.mitre"] == "T1565"
     assert opened.body.endswith("rules=watched_written")
     chmod = by_name["otel_fim.file.chmod"]
-    assert (chmod.severity_number, chmod.severity_text) == (21, "FATAL")
+    assert (chmod.severity_number, chmod.severity_text) == (21, "critical")
     assert chmod.attributes["security_rule.name"] == "watched_chmod"

@@ -14,7 +14,7 @@ def test_chattr_record_and_back() -> None:
     event = make_event("chattr", "/etc/passwd", flags=FS_IMMUTABLE_FL | FS_APPEND_FL, old_flags=0)
     record = log_record(event)
     attrs = record["attributes"]
-    assert attrs["fim.chattr.flags_text"] == "ia" and attrs["fim.chattr.old_flags_text"] == "-"
+    assert attrs["otel_fim.chattr.flags_text"] == "ia" and attrs["otel_fim.chattr.old_flags_text"] == "-"
     assert "flags=-->ia" in record["body"]
     assert event_from_record(record).details == ChattrDetails(
         "FS_IOC_SETFLAGS", FS_IMMUTABLE_FL | FS_APPEND_FL, 0
@@ -23,7 +23,7 @@ def test_chattr_record_and_back() -> None:
 
 def test_mknod_record_and_back() -> None:
     record = log_record(make_event("mknod", "/etc/cron.d/fifo", mode=0o010600))
-    assert record["attributes"]["fim.mknod.file_type"] == "fifo"
+    assert record["attributes"]["otel_fim.mknod.file_type"] == "fifo"
     assert event_from_record(record).details == MknodDetails(0o010600, "fifo")
 
 
@@ -47,4 +47,5 @@ def test_reference_and_techniques_are_exported() -> None:
     attrs = log_record(make_event("chattr", "/etc/passwd", flags=0), matches)["attributes"]
     assert attrs["security_rule.name"] == "b"
     assert attrs["security_rule.reference"] == "https://attack.mitre.org/techniques/T1222/002/"
-    assert attrs["fim.rule.ids"] == ["a", "b"] and attrs["fim.rule.techniques"] == ["T1098", "T1222.002"]
+    assert attrs["otel_fim.rule.ids"] == ["a", "b"]
+    assert attrs["otel_fim.rule.techniques"] == ["T1098", "T1222.002"]

@@ -71,19 +71,21 @@ def test_observable_counters_read_source_at_collection():
     reader = InMemoryMetricReader()
     m = FimMetrics.with_reader(reader, lambda: counts, discarders=lambda: 2)
     first = collect(reader)
-    unit, point = first[("otel_fim.events", (("fim.event.type", "open"), ("fim.stage", "kernel.seen")))]
+    seen_open = ("otel_fim.events", (("otel_fim.event.type", "open"), ("otel_fim.stage", "kernel.seen")))
+    unit, point = first[seen_open]
     assert unit == "{event}" and point.value == 1
     counts[("kernel.seen", "open")] = 50
     counts[("kernel.lost", "unlink")] = 4
     second = collect(reader)
     assert (
-        second[("otel_fim.events", (("fim.event.type", "open"), ("fim.stage", "kernel.seen")))][1].value == 50
+        second[seen_open][1].value == 50
     )
     assert (
-        second[("otel_fim.events", (("fim.event.type", "unlink"), ("fim.stage", "kernel.lost")))][1].value
+        second[("otel_fim.events", (("otel_fim.event.type", "unlink"), ("otel_fim.stage", "kernel.lost")))][1]
+        .value
         == 4
     )
-    assert second[("otel_fim.discarders", ())][1].value == 2
+    assert second[("otel_fim.discarder.count", ())][1].value == 2
     m.shutdown()
 
 
@@ -99,9 +101,9 @@ def test_push_instruments_and_late_sources():
     m.watch_spool(lambda: 9, lambda: 900)
     got = collect(reader)
     assert got[("otel_fim.rule.matches", (("security_rule.name", "r1"),))][1].value == 2
-    assert got[("otel_fim.event.latency", ())][0] == "s"
-    assert got[("otel_fim.event.latency", ())][1].count == 1
-    assert got[("otel_fim.export.failures", (("fim.signal", "metrics"),))][1].value == 1
+    assert got[("otel_fim.event.duration", ())][0] == "s"
+    assert got[("otel_fim.event.duration", ())][1].count == 1
+    assert got[("otel_fim.export.failures", (("otel_fim.signal", "metrics"),))][1].value == 1
     assert got[("otel_fim.spool.depth", ())][1].value == 9
     assert got[("otel_fim.spool.size", ())][0] == "By"
 

@@ -65,7 +65,7 @@ def test_otlp_record_equals_jsonl_record(tmp_path):
     assert received == lines == json.loads(json.dumps(sent))
     first = exporter.accepted[0]
     assert first.log_record.event_name == "otel_fim.file.open"
-    assert first.log_record.severity_text == "ERROR" and first.log_record.severity_number.value == 17
+    assert first.log_record.severity_text == "high" and first.log_record.severity_number.value == 17
     assert first.instrumentation_scope.name == "otel_fim"
     assert first.resource.attributes["service.name"] == "otel-fim"
     assert first.log_record.observed_timestamp >= first.log_record.timestamp
@@ -95,8 +95,8 @@ def test_failures_retry_with_backoff_and_delete_only_on_success(tmp_path):
         for m in sm.metrics
         for p in m.data.data_points
     }
-    assert points[("otel_fim.export.failures", (("fim.signal", "logs"),))].value == 3
-    assert points[("otel_fim.export.latency", ())].count == 5
+    assert points[("otel_fim.export.failures", (("otel_fim.signal", "logs"),))].value == 3
+    assert points[("otel_fim.export.duration", ())].count == 5
 
 
 def test_exporter_exception_is_a_failure_not_a_dead_thread(tmp_path):
@@ -149,7 +149,7 @@ def test_corrupt_row_is_dropped_and_counted_not_blocking(tmp_path):
         if m.name == "otel_fim.spool.dropped"
         for p in m.data.data_points
     ]
-    assert [(dict(p.attributes)["fim.reason"], p.value) for p in dropped] == [("corrupt", 1)]
+    assert [(dict(p.attributes)["error.type"], p.value) for p in dropped] == [("corrupt", 1)]
 
 
 def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
@@ -165,7 +165,7 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
         metrics=metrics,
     )
     for i in range(5):
-        emit_all([out], numbered_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 ERROR, 4 INFO4
+        emit_all([out], numbered_event(i), MATCHES if i == 0 else MATCHES[1:])  # 1 high, 4 low
     assert out.spool.depth() == 3
     data = reader.get_metrics_data()
     out.close()
@@ -178,8 +178,8 @@ def test_full_spool_drops_are_counted_and_logged(tmp_path, caplog):
     }
     assert points["otel_fim.spool.dropped"].value == 2
     assert dict(points["otel_fim.spool.dropped"].attributes) == {
-        "severity_text": "INFO4",
-        "fim.reason": "spool_full",
+        "otel_fim.severity": "low",
+        "error.type": "spool_full",
     }
     assert points["otel_fim.spool.depth"].value == 3
     assert "spool full" in caplog.text

@@ -84,7 +84,7 @@ def test_rejected_records_are_isolated_and_the_rest_delivered(
     assert all(d.reason.startswith("rejected: HTTP 400") and "is invalid" in d.reason for d in dead)
     metrics = _metric_values(reader)
     assert metrics[("otel_fim.export.rejected", "rejected")] == 4
-    assert metrics[("otel_fim.spool.dead_letters", None)] == 4
+    assert metrics[("otel_fim.spool.dead_letter.count", None)] == 4
     out.close()
 
 
@@ -178,7 +178,7 @@ def _metric_values(reader: InMemoryMetricReader) -> dict[tuple[str, str | None],
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 for point in metric.data.data_points:
-                    reason = point.attributes.get("fim.reason")
+                    reason = point.attributes.get("error.type")
                     values[(metric.name, reason)] = getattr(point, "value", None)
     return values
 

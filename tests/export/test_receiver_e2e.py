@@ -33,7 +33,7 @@ def test_logs_arrive_with_name_severity_attributes_resource(rotel, tmp_path, pro
     assert len(logs) == 1
     got = logs[0]
     assert got.event_name == "otel_fim.file.open"
-    assert (got.severity_number, got.severity_text) == (17, "ERROR")
+    assert (got.severity_number, got.severity_text) == (17, "high")
     assert got.timestamp == record["timestamp"]
     assert got.body == record["body"]
     assert got.scope == "otel_fim"
@@ -45,9 +45,9 @@ def test_logs_arrive_with_name_severity_attributes_resource(rotel, tmp_path, pro
     assert a["security_rule.description"] == "write under /etc"
     assert a["security_rule.ruleset.name"] == "baseline"
     assert a["security_rule.category"] == "impact"
-    assert a["fim.rule.ids"] == ["etc-write", "any-open"]
-    assert a["fim.rule.tags.mitre"] == "T1565"
-    assert a["fim.syscall"] == "openat" and a["fim.retval"] == 3
+    assert a["otel_fim.rule.ids"] == ["etc-write", "any-open"]
+    assert a["otel_fim.rule.tags.mitre"] == "T1565"
+    assert a["otel_fim.syscall"] == "openat" and a["otel_fim.retval"] == 3
     assert a == {k: v for k, v in record["attributes"].items()}  # nothing lost or added on the wire
     r = got.resource
     assert r["service.name"] == "otel-fim"
@@ -89,7 +89,7 @@ def test_metrics_arrive_with_counters(rotel, protocol):
     metrics.shutdown()  # a final collect + export
     points = rotel.wait_metrics(lambda ps: any(p.metric == "otel_fim.events" for p in ps))
     events = {
-        (p.attributes["fim.stage"], p.attributes["fim.event.type"]): p.value
+        (p.attributes["otel_fim.stage"], p.attributes["otel_fim.event.type"]): p.value
         for p in points
         if p.metric == "otel_fim.events"
     }
@@ -97,8 +97,8 @@ def test_metrics_arrive_with_counters(rotel, protocol):
     by_name = {p.metric: p for p in points}
     assert by_name["otel_fim.events"].unit == "{event}"
     assert by_name["otel_fim.rule.matches"].attributes == {"security_rule.name": "etc-write"}
-    assert by_name["otel_fim.discarders"].value == 5
-    assert by_name["otel_fim.event.latency"].count == 1 and by_name["otel_fim.event.latency"].unit == "s"
+    assert by_name["otel_fim.discarder.count"].value == 5
+    assert by_name["otel_fim.event.duration"].count == 1 and by_name["otel_fim.event.duration"].unit == "s"
     assert by_name["otel_fim.events"].resource["service.name"] == "otel-fim"
 
 

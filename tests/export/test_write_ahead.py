@@ -1,6 +1,6 @@
 """Write-ahead: a matched event is in the spool as soon as it matched, before the plugins enrich
 it. SIGKILL the agent right after a burst, while the plugins still hold most of the events: the
-restarted agent delivers every one, those never enriched marked `fim.plugin.status=incomplete`."""
+restarted agent delivers every one, those never enriched marked `otel_fim.plugin.status=incomplete`."""
 
 from __future__ import annotations
 
@@ -95,13 +95,13 @@ def test_sigkill_after_a_burst_delivers_every_matched_event(tmp_path: Path) -> N
         receiver.stop()
     ours = [lg for lg in logs if str(lg.attributes.get("file.path", "")).startswith(str(watched))]
     assert {lg.attributes["file.path"] for lg in ours} == {f"{watched}/f{i}.conf" for i in range(N)}
-    incomplete = [lg for lg in ours if lg.attributes.get("fim.plugin.status") == "incomplete"]
-    complete = [lg for lg in ours if "fim.plugin.status" not in lg.attributes]
+    incomplete = [lg for lg in ours if lg.attributes.get("otel_fim.plugin.status") == "incomplete"]
+    complete = [lg for lg in ours if "otel_fim.plugin.status" not in lg.attributes]
     assert len(incomplete) >= pending - 1  # one may have been completed between the count and the kill
-    assert all("fim.plugin.hash.sha256" not in lg.attributes for lg in incomplete)
+    assert all("otel_fim.plugin.hash.sha256" not in lg.attributes for lg in incomplete)
     assert all(lg.attributes.get("security_rule.name") == "watched" for lg in ours)
-    assert all("fim.plugin.hash.sha256" in lg.attributes or "fim.plugin.hash.skipped" in lg.attributes
-               for lg in complete)  # fmt: skip
+    hashed = ("otel_fim.plugin.hash.sha256", "otel_fim.plugin.hash.skipped")
+    assert all(any(k in lg.attributes for k in hashed) for lg in complete)
 
 
 def _output(receiver: RefusingReceiver, state: Path) -> OtlpOutput:
@@ -118,7 +118,7 @@ def test_reserved_then_enriched_is_sent_once_enriched(tmp_path: Path) -> None:
         out.reserve(late, MATCHES)
         out.end_batch()  # committed, pending: not sent
         assert out.spool.depth() == 2 and len(out.spool.pending()) == 2
-        early.extra = {"fim.plugin.hash": {"sha256": "ab"}}
+        early.extra = {"otel_fim.plugin.hash": {"sha256": "ab"}}
         out.emit(early, MATCHES, log_record(early, MATCHES))  # the plugins finished
         third = numbered_event(3)
         out.reserve(third, MATCHES)
@@ -127,8 +127,8 @@ def test_reserved_then_enriched_is_sent_once_enriched(tmp_path: Path) -> None:
         assert wait_for(lambda: len(receiver.accepted) == 2)
         got = {path_of(r): r for r in receiver.accepted}
         assert set(got) == {"/etc/fim-test/file-1", "/etc/fim-test/file-3"}
-        assert attribute(got["/etc/fim-test/file-1"], "fim.plugin.hash.sha256") == "ab"
-        assert all(attribute(r, "fim.plugin.status") is None for r in receiver.accepted)
+        assert attribute(got["/etc/fim-test/file-1"], "otel_fim.plugin.hash.sha256") == "ab"
+        assert all(attribute(r, "otel_fim.plugin.status") is None for r in receiver.accepted)
         out.spool.close()  # "killed": `late` was never completed
         out._abort.set()
 
@@ -137,7 +137,7 @@ def test_reserved_then_enriched_is_sent_once_enriched(tmp_path: Path) -> None:
         assert len(receiver.accepted) == 3
         last = receiver.accepted[-1]
         assert path_of(last) == "/etc/fim-test/file-2"
-        assert attribute(last, "fim.plugin.status") == "incomplete"
+        assert attribute(last, "otel_fim.plugin.status") == "incomplete"
         again.close()
     finally:
         receiver.close()

@@ -31,7 +31,8 @@ def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> N
     assert wait_records(
         out,
         lambda r: (
-            r["attributes"].get("fim.event.type") == "chmod" and r["attributes"]["file.path"] == f"{work}/b"
+            r["attributes"].get("otel_fim.event.type") == "chmod"
+            and r["attributes"]["file.path"] == f"{work}/b"
         ),
     )
     proc.send_signal(signal.SIGTERM)
@@ -39,17 +40,17 @@ def test_run_reports_touch_mv_chmod_and_detaches_on_sigterm(tmp_path: Path) -> N
     assert proc.returncode == 0, stderr[-2000:]
     assert not ready.exists()  # removed at exit
 
-    got = {(r["attributes"]["fim.event.type"], r["attributes"]["file.path"]) for r in records(out)}
+    got = {(r["attributes"]["otel_fim.event.type"], r["attributes"]["file.path"]) for r in records(out)}
     assert ("open", f"{work}/a") in got
     assert ("rename", f"{work}/a") in got
     assert ("chmod", f"{work}/b") in got
     rename = next(
         r
         for r in records(out)
-        if r["attributes"]["fim.event.type"] == "rename" and r["attributes"]["file.path"] == f"{work}/a"
+        if r["attributes"]["otel_fim.event.type"] == "rename" and r["attributes"]["file.path"] == f"{work}/a"
     )
     assert rename["event_name"] == "otel_fim.file.rename"
-    assert rename["attributes"]["fim.file.destination.path"] == f"{work}/b"
+    assert rename["attributes"]["otel_fim.file.destination.path"] == f"{work}/b"
     assert rename["attributes"]["process.executable.name"] == "mv"
     assert rename["attributes"]["user.id"] == "0" and rename["attributes"]["user.name"] == "root"
     assert isinstance(rename["timestamp"], int) and abs(rename["timestamp"] / 1e9 - time.time()) < 120

@@ -32,7 +32,7 @@ N = 300
 
 def occurrences(event: Event) -> int:
     """Calls one delivered event stands for: itself, or the repeats a window's report carries."""
-    repeat = event.extra.get("fim.repeat")
+    repeat = event.extra.get("otel_fim.repeat")
     return repeat["count"] if isinstance(repeat, dict) else 1
 
 
@@ -61,15 +61,15 @@ def test_repeats_are_folded_and_counted_exactly(agent: FilteredAgent) -> None:
     pid = in_child(lambda: [write(target) for _ in range(N)])
     assert wait_total(agent, lambda: opens_of(agent, target, pid), N) == N
     events = opens_of(agent, target, pid)
-    reports = [e for e in events if "fim.repeat" in e.extra]
+    reports = [e for e in events if "otel_fim.repeat" in e.extra]
     assert reports, "nothing was folded"
     assert len(events) < N / 2, "most repeats should travel as counts"
     assert agent.sensor.coalesce_counters()["folded"] - folded >= sum(occurrences(e) for e in reports)
     for report in reports:
-        repeat = report.extra["fim.repeat"]
+        repeat = report.extra["otel_fim.repeat"]
         assert repeat["first_time_unix_nano"] <= repeat["last_time_unix_nano"] == report.timestamp_ns
         attributes = log_record(report)["attributes"]
-        assert attributes["fim.repeat.count"] == repeat["count"]
+        assert attributes["otel_fim.repeat.count"] == repeat["count"]
     assert "ancestor" in agent.matched_rules(pid)  # the reports match the rules like the event
 
 

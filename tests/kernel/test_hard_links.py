@@ -1,6 +1,6 @@
 """Every name of a watched file: a hard link to a file in a watched directory or tree, made before
 the agent started (or while it runs), is a way to write the watched file; such a write is reported
-under the watched name with the name used (`fim.file.accessed_path`)."""
+under the watched name with the name used (`otel_fim.file.accessed_path`)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ rules:
 """
 
 
+def accessed(r: dict) -> str | None:
+    return r["attributes"].get("otel_fim.file.accessed_path")
+
+
 def append(path: Path) -> None:
     with open(path, "a") as f:
         f.write("x\n")
@@ -45,7 +49,7 @@ def setup_tree(d: Path) -> Path:
 
 
 def by_accessed(out: Path, accessed: Path) -> list[dict]:
-    return [r for r in records(out) if r["attributes"].get("fim.file.accessed_path") == str(accessed)]
+    return [r for r in records(out) if r["attributes"].get("otel_fim.file.accessed_path") == str(accessed)]
 
 
 @pytest.mark.kernel
@@ -61,8 +65,8 @@ def test_write_through_a_link_made_before_start_is_reported_under_the_watched_na
         writer = in_child(lambda: append(link))
         deep_writer = in_child(lambda: append(deep_link))
         quiet = in_child(lambda: append(d / "elsewhere" / "unrelated"))
-        assert wait_records(out, lambda r: r["attributes"].get("fim.file.accessed_path") == str(link))
-        assert wait_records(out, lambda r: r["attributes"].get("fim.file.accessed_path") == str(deep_link))
+        assert wait_records(out, lambda r: accessed(r) == str(link))
+        assert wait_records(out, lambda r: accessed(r) == str(deep_link))
     finally:
         stop_agent(proc)
     (record,) = by_accessed(out, link)
@@ -96,7 +100,7 @@ def test_links_made_and_removed_while_running_are_followed(tmp_path: Path) -> No
         os.link(d / "watched" / "other", new_link)
         time.sleep(6)  # one refresh (INODE_REFRESH_S = 5)
         writer = in_child(lambda: append(new_link))
-        found = wait_records(out, lambda r: r["attributes"].get("fim.file.accessed_path") == str(new_link))
+        found = wait_records(out, lambda r: accessed(r) == str(new_link))
     finally:
         stop_agent(proc)
     assert found and found[0]["attributes"]["file.path"] == str(d / "watched" / "other")

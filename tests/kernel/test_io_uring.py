@@ -1,6 +1,6 @@
 """io_uring file operations are reported like their syscall twins: a real program (tests/kernel/
 uring_ops.c, liburing) makes each operation through io_uring only, against real files; the real
-sensor, kernel filter and rule engine see it. `fim.syscall` is `io_uring:<op>`, the process is the
+sensor, kernel filter and rule engine see it. `otel_fim.syscall` is `io_uring:<op>`, the process is the
 submitter (not the io-wq worker that ran the request)."""
 
 from __future__ import annotations
@@ -326,7 +326,10 @@ def test_agent_reports_io_uring_writes_with_process_context_and_links(tmp_path: 
         direct = subprocess.run([str(tool), "openat", str(secret), "01"], capture_output=True, check=True)
         via_link = subprocess.run([str(tool), "openat", str(link), "01"], capture_output=True, check=True)
         skipped = subprocess.run([str(tool), "--skip-success", "unlinkat", str(link)], capture_output=True)
-        found = wait_records(out, lambda r: r["attributes"]["fim.syscall"].startswith("io_uring:"), count=3)
+        def by_io_uring(r: dict) -> bool:
+            return r["attributes"]["otel_fim.syscall"].startswith("io_uring:")
+
+        found = wait_records(out, by_io_uring, count=3)
     finally:
         err = stop_agent(proc)
     assert direct.returncode == via_link.returncode == skipped.returncode == 0
@@ -336,10 +339,10 @@ def test_agent_reports_io_uring_writes_with_process_context_and_links(tmp_path: 
         assert attrs["file.path"] == str(secret)
         assert attrs["process.executable.name"] == "uring_ops"
         assert attrs["security_rule.name"] == "watched_write"
-    opens = [r for r in found if r["attributes"]["fim.syscall"] == "io_uring:openat"]
-    assert {r["attributes"].get("fim.file.accessed_path") for r in opens} == {None, str(link)}
-    (unlink,) = [r for r in found if r["attributes"]["fim.syscall"] == "io_uring:unlinkat"]
-    assert unlink["attributes"]["fim.file.accessed_path"] == str(link)
+    opens = [r for r in found if r["attributes"]["otel_fim.syscall"] == "io_uring:openat"]
+    assert {r["attributes"].get("otel_fim.file.accessed_path") for r in opens} == {None, str(link)}
+    (unlink,) = [r for r in found if r["attributes"]["otel_fim.syscall"] == "io_uring:unlinkat"]
+    assert unlink["attributes"]["otel_fim.file.accessed_path"] == str(link)
     assert "(io_uring:unlinkat: submitted, outcome not observed)" in unlink["body"]
     assert "io_uring: covered: openat" in err  # said at start-up
 

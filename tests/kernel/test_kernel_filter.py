@@ -62,7 +62,7 @@ def test_hard_link_to_watched_file_is_caught(agent: FilteredAgent) -> None:
     assert agent.wait(lambda: "exact" in agent.matched_rules(pid))
     event = next(e for e, rules in agent.matched if e.process.pid == pid)
     assert event.file.path == str(agent.d / "exact" / "secret")
-    assert event.extra["fim.file"]["accessed_path"] == str(alias)
+    assert event.extra["otel_fim.file"]["accessed_path"] == str(alias)
 
 
 def test_refresh_follows_a_watched_file_replaced_by_rename(agent: FilteredAgent) -> None:
@@ -89,7 +89,7 @@ def test_bind_mount_of_watched_directory_is_caught(agent: FilteredAgent) -> None
         assert agent.wait(lambda: "ancestor" in agent.matched_rules(pid))
         event = next(e for e, rules in agent.matched if e.process.pid == pid)
         assert event.file.path == str(agent.d / "tree" / "via-bind")
-        assert event.extra["fim.file"]["accessed_path"] == str(mnt / "via-bind")
+        assert event.extra["otel_fim.file"]["accessed_path"] == str(mnt / "via-bind")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -108,7 +108,7 @@ def test_name_based_call_through_a_later_bind_mount_is_caught(agent: FilteredAge
         event = next(e for e, rules in agent.matched if e.process.pid == pid)
         assert event.type is EventType.UNLINK
         assert event.file.path == str(victim)
-        assert event.extra["fim.file"]["accessed_path"] == str(mnt / "victim")
+        assert event.extra["otel_fim.file"]["accessed_path"] == str(mnt / "victim")
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 

@@ -138,7 +138,7 @@ def test_newline_and_invalid_utf8_names_are_escaped(sensor_events: EventCollecto
     first = sensor_events.wait_for(pid, lambda e: e.type is EventType.OPEN and "evil" in e.file.path)
     assert first.file.path == str(newline)  # exact, in the model
     attrs = log_record(first)["attributes"]
-    assert attrs["file.name"] == "evil\\nname" and attrs["fim.path.escaped"] is True
+    assert attrs["file.name"] == "evil\\nname" and attrs["otel_fim.path.escaped"] is True
     for etype in (EventType.OPEN, EventType.UNLINK):
         event = sensor_events.wait_for(pid, lambda e, t=etype: e.type is t and "bad" in e.file.path)
         assert event.file.raw_path == raw  # the exact bytes survive
@@ -172,7 +172,7 @@ def test_path_longer_than_buffer_is_truncated_and_flagged(
         assert event.file.truncated, etype
         assert event.file.path.endswith("/" + component + "/leaf-file")
         assert len(os.fsencode(event.file.path)) <= 4095
-        assert log_record(event)["attributes"]["fim.path.truncated"] is True
+        assert log_record(event)["attributes"]["otel_fim.path.truncated"] is True
 
 
 URING_FORMAT = "/sys/kernel/tracing/events/io_uring/io_uring_submit_req/format"

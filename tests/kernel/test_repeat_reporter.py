@@ -41,7 +41,7 @@ def test_a_closed_window_is_reported_once_with_its_count_and_times() -> None:
     reporter.opened(raw, event)
     assert reporter.flush() == 1
     (summary,) = delivered
-    repeat = summary.extra["fim.repeat"]
+    repeat = summary.extra["otel_fim.repeat"]
     assert repeat == {"count": 41, "first_time_unix_nano": 1_000_000, "last_time_unix_nano": 1_005_000}
     assert summary.timestamp_ns == 1_005_000 and summary.file.path == "/etc/x"
     assert not counts, "the entry is removed: the kernel opens a new window on the next repeat"
@@ -62,7 +62,7 @@ def test_an_open_window_waits_unless_forced_and_no_repeats_report_nothing() -> N
         reporter.opened(record(ts), make_event("open", "/etc/x", pid=1, tid=1))
     assert reporter.flush() == 0 and reporter.pending == 2
     assert reporter.flush(force=True) == 1  # at exit: what was counted so far
-    assert [e.extra["fim.repeat"]["count"] for e in delivered] == [3]
+    assert [e.extra["otel_fim.repeat"]["count"] for e in delivered] == [3]
     assert not counts and reporter.pending == 0
 
 

@@ -281,13 +281,13 @@ def test_technique_is_detected(agent: RunningAgent, case: Case) -> None:
 
     def hit(record: dict) -> bool:
         a = record["attributes"]
-        paths = (a.get("file.path"), a.get("fim.file.destination.path"))
-        return path in paths and case.rule in a.get("fim.rule.ids", [])
+        paths = (a.get("file.path"), a.get("otel_fim.file.destination.path"))
+        return path in paths and case.rule in a.get("otel_fim.rule.ids", [])
 
     found = wait_records(agent.out, hit, timeout=10)
     assert found, f"{case.rule} did not fire for {path}"
     a = found[0]["attributes"]
-    assert a["fim.rule.techniques"][a["fim.rule.ids"].index(case.rule)] == case.technique
+    assert a["otel_fim.rule.techniques"][a["otel_fim.rule.ids"].index(case.rule)] == case.technique
     assert a["process.pid"] != agent.proc.pid
 
 
@@ -297,4 +297,4 @@ def test_a_process_merely_named_dpkg_is_not_exempt(agent: RunningAgent) -> None:
         in_child(lambda: p.write_text("* * * * * root id\n"), comm="dpkg")
         found = wait_records(agent.out, lambda r: r["attributes"].get("file.path") == str(p), timeout=10)
     assert found and found[0]["attributes"]["process.executable.name"] == "dpkg"
-    assert "cron_modified" in found[0]["attributes"]["fim.rule.ids"]
+    assert "cron_modified" in found[0]["attributes"]["otel_fim.rule.ids"]

@@ -113,7 +113,7 @@ def test_hard_link_of_a_cached_file_to_a_watched_name_is_detected(agent: Filtere
         assert agent.wait(lambda: agent.delivered_for(pid)), "dropped in the kernel"
         assert agent.wait(lambda: "exact" in agent.matched_rules(pid))
         event = next(e for e, _ in agent.matched if e.process.pid == pid)
-        assert event.extra["fim.file"]["accessed_path"] == str(cached)
+        assert event.extra["otel_fim.file"]["accessed_path"] == str(cached)
     finally:
         os.replace(agent.d / "exact" / "secret.before-link", secret)
         agent.sensor.filter.refresh_inodes()

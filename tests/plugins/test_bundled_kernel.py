@@ -48,34 +48,34 @@ rules:
         # a real edit, the way sed -i does it: a new file renamed over the watched one
         subprocess.run(["sed", "-i", "s/^user www$/user root/", str(conf)], check=True)
         renamed = wait_records(
-            out, lambda r: r["attributes"].get("fim.file.destination.path") == str(conf), timeout=10
+            out, lambda r: r["attributes"].get("otel_fim.file.destination.path") == str(conf), timeout=10
         )
         # and an in-place append
         with open(conf, "a") as f:
             f.write("include /tmp/evil.conf\n")
         appended = wait_records(
             out, lambda r: r["attributes"].get("file.path") == str(conf) and r["attributes"].get(
-                "fim.event.type") == "open", timeout=10
+                "otel_fim.event.type") == "open", timeout=10
         )  # fmt: skip
     finally:
         err = stop_agent(proc)
     assert renamed, err[-3000:]
     a = renamed[0]["attributes"]
-    assert a["fim.plugin.diff.status"] == "modified"
-    assert (a["fim.plugin.diff.added"], a["fim.plugin.diff.removed"]) == (1, 1)
-    unified = a["fim.plugin.diff.unified"]
+    assert a["otel_fim.plugin.diff.status"] == "modified"
+    assert (a["otel_fim.plugin.diff.added"], a["otel_fim.plugin.diff.removed"]) == (1, 1)
+    unified = a["otel_fim.plugin.diff.unified"]
     assert f"--- {conf} (baseline)\n+++ {conf}\n" in unified
     assert "\n-user www\n+user root\n" in unified
     assert " listen 80\n" in unified  # context
 
     assert appended, err[-3000:]
     a = appended[-1]["attributes"]
-    assert a["fim.plugin.diff.status"] == "modified"
-    assert "\n+include /tmp/evil.conf\n" in a["fim.plugin.diff.unified"]
-    assert a["fim.plugin.diff.removed"] == 0
+    assert a["otel_fim.plugin.diff.status"] == "modified"
+    assert "\n+include /tmp/evil.conf\n" in a["otel_fim.plugin.diff.unified"]
+    assert a["otel_fim.plugin.diff.removed"] == 0
     sha256sum = subprocess.run(["sha256sum", str(conf)], capture_output=True, text=True, check=True)
-    assert a["fim.plugin.hash.sha256"] == sha256sum.stdout.split()[0]
-    assert a["fim.plugin.hash.size"] == conf.stat().st_size
+    assert a["otel_fim.plugin.hash.sha256"] == sha256sum.stdout.split()[0]
+    assert a["otel_fim.plugin.hash.size"] == conf.stat().st_size
 
 
 def test_diff_reports_a_write_that_was_reverted(tmp_path):
@@ -104,15 +104,16 @@ rules:
         err = stop_agent(proc)
     assert len(got) == 2, err[-3000:]
     diffs = [r["attributes"] for r in got]
-    statuses = [d["fim.plugin.diff.status"] for d in diffs]
+    statuses = [d["otel_fim.plugin.diff.status"] for d in diffs]
     # Either the agent read the file between the two writes (it saw the line come and go), or
     # after both (it says the content is back to what it was) - never a silent nothing.
     if statuses == ["modified", "modified"]:
-        assert "\n+evil ALL=(ALL) NOPASSWD: ALL\n" in diffs[0]["fim.plugin.diff.unified"]
-        assert "\n-evil ALL=(ALL) NOPASSWD: ALL\n" in diffs[1]["fim.plugin.diff.unified"]
+        assert "\n+evil ALL=(ALL) NOPASSWD: ALL\n" in diffs[0]["otel_fim.plugin.diff.unified"]
+        assert "\n-evil ALL=(ALL) NOPASSWD: ALL\n" in diffs[1]["otel_fim.plugin.diff.unified"]
     else:
         assert "unchanged" in statuses, statuses
-        note = next(d for d in diffs if d["fim.plugin.diff.status"] == "unchanged")["fim.plugin.diff.note"]
+        unchanged = next(d for d in diffs if d["otel_fim.plugin.diff.status"] == "unchanged")
+        note = unchanged["otel_fim.plugin.diff.note"]
         assert "reverted" in note
 
 

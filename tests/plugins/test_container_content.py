@@ -85,7 +85,7 @@ def test_container_write_is_hashed_and_diffed_from_the_container(tmp_path: Path)
         found = wait_records(
             out,
             lambda r: r["attributes"].get("container.id") == container_id
-            and any(k.startswith("fim.plugin.hash.") for k in r["attributes"]),
+            and any(k.startswith("otel_fim.plugin.hash.") for k in r["attributes"]),
             timeout=30,
         )
     finally:
@@ -98,18 +98,19 @@ def test_container_write_is_hashed_and_diffed_from_the_container(tmp_path: Path)
     assert container_file == (CONTAINER_PASSWD + APPENDED + "\n").encode()
     assert attrs["file.path"] == "/etc/passwd" and attrs["container.id"] == container_id
     # hash: the container's file, not the host's
-    assert attrs["fim.plugin.hash.sha256"] == hashlib.sha256(container_file).hexdigest()
-    assert attrs["fim.plugin.hash.sha256"] != hashlib.sha256(host_passwd).hexdigest()
+    assert attrs["otel_fim.plugin.hash.sha256"] == hashlib.sha256(container_file).hexdigest()
+    assert attrs["otel_fim.plugin.hash.sha256"] != hashlib.sha256(host_passwd).hexdigest()
     # diff: the container's content (no copy of it existed: everything is new), nothing of the host's
-    assert attrs["fim.plugin.diff.status"] == "created"
-    unified = attrs["fim.plugin.diff.unified"]
+    assert attrs["otel_fim.plugin.diff.status"] == "created"
+    unified = attrs["otel_fim.plugin.diff.unified"]
     assert f"+{APPENDED}\n" in unified and "+cuser:x:1:1:container user" in unified
     host_first_line = host_passwd.decode(errors="replace").splitlines()[0]
     assert host_first_line not in unified
     # names from the container's passwd/group (the host's uid 1 is someone else)
     assert attrs["process.user.id"] == 1
-    assert attrs.get("process.user.name") == "cuser" and attrs.get("process.real_group.name") == "cgroup1"
-    assert attrs["fim.plugin.package.status"] == "unavailable"
+    assert attrs.get("process.user.name") == "cuser"
+    assert attrs.get("otel_fim.process.real_group.name") == "cgroup1"
+    assert attrs["otel_fim.plugin.package.status"] == "unavailable"
     # the host's /etc/passwd: untouched, and not reported
     assert Path("/etc/passwd").read_bytes() == host_passwd
     host_events = [r for r in records(out) if r["attributes"]["file.path"] == "/etc/passwd"

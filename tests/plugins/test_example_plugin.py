@@ -83,13 +83,13 @@ plugins:
     assert mine, "nothing reached the receiver"
     assert {lg.attributes["file.path"] for lg in mine} == {str(watched / "app.yaml")}
     attrs = mine[0].attributes
-    assert attrs["fim.plugin.example.team"] == "platform-security"
-    assert attrs["fim.plugin.example.extension"] == "yaml"
+    assert attrs["otel_fim.plugin.example.team"] == "platform-security"
+    assert attrs["otel_fim.plugin.example.extension"] == "yaml"
     assert attrs["security_rule.name"] == "yaml_written"
     # the bundled enrichers ran too, and the jsonl output got the same record
-    assert attrs["fim.plugin.diff.status"] == "created"
+    assert attrs["otel_fim.plugin.diff.status"] == "created"
     jsonl = wait_records(out, lambda r: r["attributes"].get("file.path") == str(watched / "app.yaml"))
-    assert jsonl and jsonl[0]["attributes"]["fim.plugin.example.team"] == "platform-security"
+    assert jsonl and jsonl[0]["attributes"]["otel_fim.plugin.example.team"] == "platform-security"
     assert len(records(out)) == len(mine)
     # the rule's action ran, once per matched event
     lines = actions_log.read_text().splitlines()

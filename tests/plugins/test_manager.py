@@ -66,10 +66,10 @@ def test_enricher_attributes_are_namespaced_and_reach_the_outputs(tmp_path):
     pipeline.close()
     assert len(out.records) == 1
     attrs = out.records[0]["attributes"]
-    assert attrs["fim.plugin.owners.owner"] == "team-a"
-    assert attrs["fim.plugin.owners.rules"] == ["watched"]
-    assert "fim.plugin.owners.nothing" not in attrs
-    assert attrs["fim.plugin.owners.obj"] == str(object)
+    assert attrs["otel_fim.plugin.owners.owner"] == "team-a"
+    assert attrs["otel_fim.plugin.owners.rules"] == ["watched"]
+    assert "otel_fim.plugin.owners.nothing" not in attrs
+    assert attrs["otel_fim.plugin.owners.obj"] == str(object)
     assert out.closed
 
 
@@ -84,12 +84,12 @@ def test_a_raising_hook_is_counted_and_the_others_and_the_agent_keep_going(tmp_p
     assert pipeline.flush(5)
     assert boom.calls == 5
     assert len(out.records) == 5
-    assert all(r["attributes"]["fim.plugin.owners.owner"] == "team-a" for r in out.records)
+    assert all(r["attributes"]["otel_fim.plugin.owners.owner"] == "team-a" for r in out.records)
     assert plugins.counters.errors[("boom", "otel_fim_enrich")] == 5
     assert plugins.counters.errors[("boom", "otel_fim_notify")] == 5
     assert pipeline.counters.plugin_errors == 10
     points = {
-        (p.attributes["fim.plugin.name"], p.attributes["fim.plugin.hook"]): p.value
+        (p.attributes["otel_fim.plugin.name"], p.attributes["otel_fim.plugin.hook"]): p.value
         for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
         if m.name == "otel_fim.plugin.errors"
         for p in m.data.data_points
@@ -117,7 +117,7 @@ def test_startup_failure_unloads_the_plugin_only(tmp_path):
     assert pipeline.counters.plugin_errors == 1
     pipeline.handle(agent_event())
     pipeline.close()
-    assert not any(k.startswith("fim.plugin.bad") for k in out.records[0]["attributes"])
+    assert not any(k.startswith("otel_fim.plugin.bad") for k in out.records[0]["attributes"])
 
 
 def test_unknown_hook_name_is_a_registration_failure(tmp_path):
@@ -246,13 +246,13 @@ def test_full_queue_exports_unenriched_and_counts_the_overflow(tmp_path):
     assert time.monotonic() - started < 0.5
     overflowed = pipeline.counters.plugin_queue_overflow
     assert overflowed >= 7  # 1 in the worker, 2 queued
-    skipped = [r for r in out.records if r["attributes"].get("fim.plugins.skipped") == "queue_full"]
+    skipped = [r for r in out.records if r["attributes"].get("otel_fim.plugins.skipped") == "queue_full"]
     assert len(skipped) == overflowed
     slow.release.set()
     assert pipeline.flush(5)
     pipeline.close()
     assert len(out.records) == 10  # every detection exported
-    enriched = [r for r in out.records if r["attributes"].get("fim.plugin.slow.done")]
+    enriched = [r for r in out.records if r["attributes"].get("otel_fim.plugin.slow.done")]
     assert len(enriched) == 10 - overflowed
 
 
@@ -270,7 +270,7 @@ def test_close_drains_the_queue_before_the_outputs_close(tmp_path):
     pipeline.close()
     assert out.closed
     assert len(out.records) == 20
-    assert all(r["attributes"]["fim.plugin.lazy.ok"] == 1 for r in out.records)
+    assert all(r["attributes"]["otel_fim.plugin.lazy.ok"] == 1 for r in out.records)
 
 
 def test_close_with_a_stuck_plugin_still_exports_what_is_queued(tmp_path):
@@ -281,7 +281,7 @@ def test_close_with_a_stuck_plugin_still_exports_what_is_queued(tmp_path):
         pipeline.handle(agent_event())
     pipeline.close(timeout=0.2)
     slow.release.set()
-    reasons = [r["attributes"].get("fim.plugins.skipped") for r in out.records]
+    reasons = [r["attributes"].get("otel_fim.plugins.skipped") for r in out.records]
     assert reasons.count("shutdown") == 2  # the third is in the stuck enricher's hands
 
 

@@ -63,8 +63,8 @@ def dpkg(*args: str) -> None:
 def tool_records(out: Path, predicate, count: int = 1) -> list[dict]:
     def at_tool(r: dict) -> bool:
         a = r["attributes"]
-        at = a.get("fim.file.destination.path") == str(TOOL) or a.get("file.path") == str(TOOL)
-        return at and a["fim.retval"] >= 0 and predicate(r)  # dpkg also tries renames that fail
+        at = a.get("otel_fim.file.destination.path") == str(TOOL) or a.get("file.path") == str(TOOL)
+        return at and a["otel_fim.retval"] >= 0 and predicate(r)  # dpkg also tries renames that fail
 
     return wait_records(out, at_tool, count=count, timeout=30)
 
@@ -91,28 +91,28 @@ def test_dpkg_writes_are_verified_against_the_package_database(tmp_path, clean_p
         dpkg("-i", str(genuine))
         (installed,) = tool_records(out, lambda r: r["event_name"] == "otel_fim.file.rename")[:1]
         a = installed["attributes"]
-        assert a["fim.plugin.package.provenance"] == "verified", a
-        assert a["fim.plugin.package.manager"] == "/usr/bin/dpkg"
-        assert a["fim.plugin.package.manager_relation"] == "writer"
-        assert a["fim.rule.ids"] == ["tool_written"]  # verified: the critical rule stays quiet
+        assert a["otel_fim.plugin.package.provenance"] == "verified", a
+        assert a["otel_fim.plugin.package.manager"] == "/usr/bin/dpkg"
+        assert a["otel_fim.plugin.package.manager_relation"] == "writer"
+        assert a["otel_fim.rule.ids"] == ["tool_written"]  # verified: the critical rule stays quiet
         staged = wait_records(out, lambda r: r["attributes"].get("file.path") == f"{TOOL}.dpkg-new")
-        assert staged and staged[0]["attributes"]["fim.plugin.package.provenance"] == "staging"
-        assert staged[0]["attributes"]["fim.rule.ids"] == ["tool_written"]
+        assert staged and staged[0]["attributes"]["otel_fim.plugin.package.provenance"] == "staging"
+        assert staged[0]["attributes"]["otel_fim.rule.ids"] == ["tool_written"]
 
         dpkg("-i", str(upgrade))  # the new version's digests, not the start-up index's old ones
         upgraded = tool_records(
             out,
             lambda r: r["event_name"] == "otel_fim.file.rename" and r["timestamp"] > installed["timestamp"],
         )
-        assert upgraded and upgraded[0]["attributes"]["fim.plugin.package.provenance"] == "verified"
-        assert upgraded[0]["attributes"]["fim.rule.ids"] == ["tool_written"]
+        assert upgraded and upgraded[0]["attributes"]["otel_fim.plugin.package.provenance"] == "verified"
+        assert upgraded[0]["attributes"]["otel_fim.rule.ids"] == ["tool_written"]
 
         dpkg("-i", str(tampered))
-        bad = tool_records(out, lambda r: "tool_unverified" in r["attributes"].get("fim.rule.ids", []))
+        bad = tool_records(out, lambda r: "tool_unverified" in r["attributes"].get("otel_fim.rule.ids", []))
         assert bad, "the tampered package's file was not flagged"
         b = bad[0]["attributes"]
-        assert b["fim.plugin.package.provenance"] == "mismatch"
-        assert b["fim.plugin.package.manager"] == "/usr/bin/dpkg"
+        assert b["otel_fim.plugin.package.provenance"] == "mismatch"
+        assert b["otel_fim.plugin.package.manager"] == "/usr/bin/dpkg"
         assert bad[0]["severity_text"] == "FATAL"
 
         # A process called dpkg that is not /usr/bin/dpkg writes the content the database expects:
@@ -130,8 +130,8 @@ def test_dpkg_writes_are_verified_against_the_package_database(tmp_path, clean_p
         assert named, "the fake dpkg's write was not reported"
         n = named[0]["attributes"]
         assert n["process.executable.name"] == "dpkg"
-        assert "tool_unverified" in n["fim.rule.ids"]
-        assert "fim.plugin.package.provenance" not in n  # no package manager involved
-        assert n["fim.plugin.package.by_package_manager"] is True  # what the name alone claims
+        assert "tool_unverified" in n["otel_fim.rule.ids"]
+        assert "otel_fim.plugin.package.provenance" not in n  # no package manager involved
+        assert n["otel_fim.plugin.package.by_package_manager"] is True  # what the name alone claims
     finally:
         stop_agent(proc)

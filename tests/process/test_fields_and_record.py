@@ -83,12 +83,12 @@ def test_record_attributes() -> None:
     assert attrs["process.command_line"] == "sh -c 'echo x >> /etc/passwd'"
     assert attrs["process.creation.time"] == "2023-11-14T22:13:20.123Z"
     assert attrs["process.user.name"] == "root"
-    assert attrs["process.real_group.name"] == "root"
+    assert attrs["otel_fim.process.real_group.name"] == "root"
     assert attrs["process.parent_pid"] == 1
-    assert attrs["fim.process.ancestors.pid"] == [199, 100, 1]
-    assert attrs["fim.process.ancestors.name"] == ["bash", "python3", "systemd"]
-    assert attrs["fim.process.ancestors.executable.path"] == ["/usr/bin/bash", "/usr/bin/python3.11", ""]
-    assert attrs["fim.process.parent.executable.path"] == "/usr/bin/bash"
+    assert attrs["otel_fim.process.ancestors.pid"] == [199, 100, 1]
+    assert attrs["otel_fim.process.ancestors.name"] == ["bash", "python3", "systemd"]
+    assert attrs["otel_fim.process.ancestors.executable.path"] == ["/usr/bin/bash", "/usr/bin/python3.11", ""]
+    assert attrs["otel_fim.process.parent.executable.path"] == "/usr/bin/bash"
     assert attrs["container.id"] == "c" * 64
     assert attrs["container.runtime.name"] == "docker"
 
@@ -96,7 +96,7 @@ def test_record_attributes() -> None:
 def test_record_without_context_is_unchanged() -> None:
     attrs = attributes(make_event("open", "/etc/passwd"))
     assert not any(
-        k.startswith(("process.executable.path", "process.command", "fim.process.anc")) for k in attrs
+        k.startswith(("process.executable.path", "process.command", "otel_fim.process.anc")) for k in attrs
     )
 
 

@@ -58,8 +58,8 @@ def test_short_lived_shell_chain(proc_sensor: ProcSensor, tmp_path: Path) -> Non
     assert attrs["process.command_line"] == f"sh -c '{inner}'"
     assert attrs["process.user.name"] == "root"
     assert attrs["process.creation.time"].endswith("Z")
-    assert attrs["fim.process.ancestors.pid"][:2] == [bash_rec.pid, os.getpid()]
-    assert attrs["fim.process.ancestors.name"][0] == "bash"
+    assert attrs["otel_fim.process.ancestors.pid"][:2] == [bash_rec.pid, os.getpid()]
+    assert attrs["otel_fim.process.ancestors.name"][0] == "bash"
 
     # Rules on the ancestry: one on a name in the chain matches, one on another name does not.
     rs = ruleset(
@@ -254,4 +254,4 @@ def test_long_argv_is_truncated_and_flagged(proc_sensor: ProcSensor, tmp_path: P
     assert p.args_truncated
     assert p.argv is not None and p.argv[:3] == ["sh", "-c", f"echo x >> {target}"]
     assert sum(len(a) + 1 for a in p.argv) <= 4096
-    assert attributes(event)["fim.process.args_truncated"] is True
+    assert attributes(event)["otel_fim.process.args_truncated"] is True

@@ -99,12 +99,13 @@ def test_record_round_trip_preserves_what_rules_see(event: object) -> None:
 
 
 def test_record_errors() -> None:
-    with pytest.raises(RecordError, match="fim.event.type"):
+    with pytest.raises(RecordError, match="otel_fim.event.type"):
         event_from_record({"attributes": {"file.path": "/x"}})
     with pytest.raises(RecordError, match="unknown event type"):
-        event_from_record({"attributes": {"fim.event.type": "exec", "file.path": "/x"}})
+        event_from_record({"attributes": {"otel_fim.event.type": "exec", "file.path": "/x"}})
     with pytest.raises(RecordError, match="expected a number"):
-        event_from_record({"attributes": {"fim.event.type": "open", "file.path": "/x", "process.pid": "x"}})
+        attrs = {"otel_fim.event.type": "open", "file.path": "/x", "process.pid": "x"}
+        event_from_record({"attributes": attrs})
     assert unescape_name("a\\x41\\xff\\\\n") == "aA\udcff\\n"
 
 

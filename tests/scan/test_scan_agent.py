@@ -63,9 +63,9 @@ def run_once(tmp_path: Path, name: str, rules: Path, state: Path, during=None) -
 
 def findings(recs: list[dict]) -> dict[tuple[str, str], dict]:
     return {
-        (r["attributes"]["fim.scan.change"], r["attributes"]["file.path"]): r
+        (r["attributes"]["otel_fim.scan.change"], r["attributes"]["file.path"]): r
         for r in recs
-        if "fim.scan.change" in r["attributes"]
+        if "otel_fim.scan.change" in r["attributes"]
     }
 
 
@@ -103,26 +103,26 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     modified = got[("modified", str(watched / "config"))]
     attrs = modified["attributes"]
     assert modified["event_name"] == "otel_fim.file.open"
-    assert attrs["fim.syscall"] == "scan" and attrs["fim.scan.reason"] == "startup"
+    assert attrs["otel_fim.syscall"] == "scan" and attrs["otel_fim.scan.reason"] == "startup"
     assert "process.pid" not in attrs  # no process is known, and none is made up
     assert attrs["security_rule.name"] == "watched_changed"
-    assert attrs["fim.scan.window.start"] < attrs["fim.scan.window.end"]
-    assert attrs["fim.scan.previous.sha256"] != attrs["fim.scan.current.sha256"]
-    assert attrs["fim.scan.window.end"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(down_at / 1e9))
+    assert attrs["otel_fim.scan.window.start"] < attrs["otel_fim.scan.window.end"]
+    assert attrs["otel_fim.scan.previous.sha256"] != attrs["otel_fim.scan.current.sha256"]
+    assert attrs["otel_fim.scan.window.end"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(down_at / 1e9))
     assert "found by a startup scan" in modified["body"]
     # the diff plugin kept its copy across the restart: the finding says what changed
-    assert attrs["fim.plugin.diff.status"] == "modified"
-    assert "+PermitRootLogin yes" in attrs["fim.plugin.diff.unified"]
-    assert got[("deleted", str(watched / "gone"))]["attributes"]["fim.plugin.diff.status"] == "deleted"
+    assert attrs["otel_fim.plugin.diff.status"] == "modified"
+    assert "+PermitRootLogin yes" in attrs["otel_fim.plugin.diff.unified"]
+    assert got[("deleted", str(watched / "gone"))]["attributes"]["otel_fim.plugin.diff.status"] == "deleted"
     created = got[("created", str(watched / "new"))]["attributes"]
-    assert created["fim.plugin.diff.status"] == "created"
-    assert "+dropped in" in created["fim.plugin.diff.unified"]
+    assert created["otel_fim.plugin.diff.status"] == "created"
+    assert "+dropped in" in created["otel_fim.plugin.diff.unified"]
     setuid = got[("mode_changed", str(watched / "binary"))]
     assert setuid["event_name"] == "otel_fim.file.chmod"
-    assert set(setuid["attributes"]["fim.rule.ids"]) == {"watched_changed", "setuid_added"}
+    assert set(setuid["attributes"]["otel_fim.rule.ids"]) == {"watched_changed", "setuid_added"}
     assert setuid["severity_text"] == "FATAL"
     assert got[("deleted", str(watched / "gone"))]["event_name"] == "otel_fim.file.unlink"
-    assert got[("owner_changed", str(watched / "owned"))]["attributes"]["fim.chown.uid"] == 1234
+    assert got[("owner_changed", str(watched / "owned"))]["attributes"]["otel_fim.chown.uid"] == 1234
 
     # a live change while the agent runs is reported live and updates the baseline ...
     def live_change(out: Path) -> None:
@@ -139,8 +139,8 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     fourth = run_once(tmp_path, "run4", rules, state)
     assert findings(fourth) == {}
     (summary,) = [r for r in fourth if r["event_name"] == "otel_fim.scan.completed"]
-    assert summary["attributes"]["fim.scan.findings"] == 0
-    assert summary["attributes"]["fim.scan.files"] == 4
+    assert summary["attributes"]["otel_fim.scan.findings"] == 0
+    assert summary["attributes"]["otel_fim.scan.files"] == 4
 
 
 @pytest.mark.kernel
@@ -162,7 +162,8 @@ def test_unwatched_changes_are_not_findings(tmp_path):
 
 
 def is_repair_summary(r: dict) -> bool:
-    return r["attributes"].get("fim.scan.reason") == "repair" and "fim.scan.files" in r["attributes"]
+    attrs = r["attributes"]
+    return attrs.get("otel_fim.scan.reason") == "repair" and "otel_fim.scan.files" in attrs
 
 
 @pytest.mark.kernel
@@ -200,19 +201,21 @@ def test_lost_events_start_a_repair_scan(tmp_path):
         stop_agent(proc)
     recs = records(out)
     gaps = [r for r in recs if r["event_name"] == "otel_fim.coverage.gap"]
-    assert gaps[0]["attributes"]["fim.gap.state"] == "ongoing"  # said at once, before the repair
-    (gap,) = [r for r in gaps if r["attributes"]["fim.gap.state"] == "ended"][:1]
+    assert gaps[0]["attributes"]["otel_fim.gap.state"] == "ongoing"  # said at once, before the repair
+    (gap,) = [r for r in gaps if r["attributes"]["otel_fim.gap.state"] == "ended"][:1]
     g = gap["attributes"]
-    assert g["fim.gap.lost"] > 0 and g["fim.gap.duration_s"] >= 0
-    assert g["fim.gap.start"] <= g["fim.gap.end"]
+    assert g["otel_fim.gap.lost"] > 0 and g["otel_fim.gap.duration_s"] >= 0
+    assert g["otel_fim.gap.start"] <= g["otel_fim.gap.end"]
     assert gap["severity_text"] == "ERROR"
     live = {r["attributes"]["file.path"] for r in recs if "process.pid" in r["attributes"]}
     repaired = {
         r["attributes"]["file.path"]
         for r in recs
-        if r["attributes"].get("fim.scan.reason") == "repair" and "fim.scan.change" in r["attributes"]
+        if r["attributes"].get("otel_fim.scan.reason") == "repair"
+        and "otel_fim.scan.change" in r["attributes"]
     }
-    print(f"\nrepair: lost={g['fim.gap.lost']} live={len(live)} repaired={len(repaired)} of {len(files)}")
+    lost = g["otel_fim.gap.lost"]
+    print(f"\nrepair: lost={lost} live={len(live)} repaired={len(repaired)} of {len(files)}")
     assert repaired, "the repair scan found none of the lost changes"
     assert {str(f) for f in files} <= live | repaired
     # the repair waited for the backlog to be reported: no change is reported both ways
@@ -237,7 +240,7 @@ def test_a_periodic_scan_finds_a_write_the_sensor_cannot_see(tmp_path):
             scanned(out, state, first=True)
             os.write(fd, b"appended through an old descriptor\n")
             found = wait_records(
-                out, lambda r: r["attributes"].get("fim.scan.change") == "modified", timeout=30
+                out, lambda r: r["attributes"].get("otel_fim.scan.change") == "modified", timeout=30
             )
         finally:
             stop_agent(proc)
@@ -245,8 +248,8 @@ def test_a_periodic_scan_finds_a_write_the_sensor_cannot_see(tmp_path):
         os.close(fd)
     assert found, "the periodic scan did not report the change"
     a = found[0]["attributes"]
-    assert a["file.path"] == str(target) and a["fim.scan.reason"] == "periodic"
-    assert a["fim.scan.current.size"] == len("before\nappended through an old descriptor\n")
+    assert a["file.path"] == str(target) and a["otel_fim.scan.reason"] == "periodic"
+    assert a["otel_fim.scan.current.size"] == len("before\nappended through an old descriptor\n")
     # the sensor saw nothing of it: no live record for the file
     assert not [
         r
@@ -280,14 +283,14 @@ def test_a_scan_cut_short_by_a_stop_loses_nothing(tmp_path):
         time.sleep(2)
     finally:
         err = stop_agent(proc)
-    first = [r["attributes"]["file.path"] for r in records(out) if "fim.scan.change" in r["attributes"]]
+    first = [r["attributes"]["file.path"] for r in records(out) if "otel_fim.scan.change" in r["attributes"]]
     assert 0 < len(first) < len(files), err[-3000:]
     (summary,) = [r for r in records(out) if r["event_name"] == "otel_fim.scan.completed"]
-    assert summary["attributes"]["fim.scan.interrupted"] is True
+    assert summary["attributes"]["otel_fim.scan.interrupted"] is True
     second = [
         r["attributes"]["file.path"]
         for r in run_once(tmp_path, "run2", rules, state)
-        if "fim.scan.change" in r["attributes"]
+        if "otel_fim.scan.change" in r["attributes"]
     ]
     reported = first + second
     assert len(reported) == len(set(reported)), "a file was reported twice"

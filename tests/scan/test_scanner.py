@@ -121,7 +121,7 @@ def test_finding_events_carry_the_scan_marker(tmp_path):
     (finding,) = Scan(store, watched, Throttle(0, 0), 1 << 20).run()
     event = to_event(finding, "startup", (1_000_000_000, 2_000_000_000))
     assert event.type.value == "open" and event.syscall == "scan" and event.process.pid == 0
-    attrs = event.extra["fim.scan"]
+    attrs = event.extra["otel_fim.scan"]
     assert attrs["change"] == "modified" and attrs["reason"] == "startup"
     assert attrs["window.start"] == "1970-01-01T00:00:01.000Z"
     assert attrs["previous.sha256"] != attrs["current.sha256"]
@@ -158,7 +158,7 @@ def test_a_finding_record_replays_with_its_marker(tmp_path):
     assert "process.pid" not in record["attributes"]
     assert record["body"].startswith(f"mode_changed {d / 'c'} (found by a startup scan")
     event = event_from_record(record)
-    assert event.extra["fim.scan"]["change"] == "mode_changed" and event.process.uid == -1
+    assert event.extra["otel_fim.scan"]["change"] == "mode_changed" and event.process.uid == -1
     assert event.details.mode == 0o4755
     try:
         event_from_record(gap_record(Gap(1, 2, 3)))

@@ -1,7 +1,7 @@
 """A minimal otel-fim plugin.
 
 * enricher: tags every matched event with the owning team (from the plugin's config) and the
-  file's extension -> attributes `fim.plugin.example.team`, `fim.plugin.example.extension`;
+  file's extension -> attributes `otel_fim.plugin.example.team`, `otel_fim.plugin.example.extension`;
 * rule field: `example.extension`, usable in rule expressions;
 * rule action: `log_line`, appends one line per match to a file named by the rule.
 
