@@ -103,7 +103,7 @@ def test_a_detached_probe_raises_the_alarm(agent):
             pass
     assert agent.wait(lambda: agent.output.named("otel_fim.canary.failed")), "no alarm"
     (alarm,) = agent.output.named("otel_fim.canary.failed")
-    assert alarm["severity_text"] == "ERROR"
+    assert alarm["severity_text"] == "high"
     assert alarm["attributes"]["otel_fim.canary.problem"] == NOT_SEEN
     assert agent.canary.coverage == 0
     assert "WARNING canary failing" in agent.canary.warning()
@@ -157,7 +157,7 @@ def test_the_agent_proves_detection_and_reports_a_wedged_receiver(rotel, tmp_pat
     assert len(beats) >= 2, f"the canary's changes were not reported: {err[-3000:]}"
     assert alarm, f"no alarm while the receiver was wedged: {err[-3000:]}"
     assert alarm[0]["attributes"]["otel_fim.canary.problem"] == NOT_DELIVERED
-    assert alarm[0]["severity_text"] == "ERROR"
+    assert alarm[0]["severity_text"] == "high"
     assert back, f"no recovery once the receiver answered again: {err[-3000:]}"
     assert "| WARNING canary failing: " + NOT_DELIVERED in err  # on the status line
     stats = json.loads((tmp_path / "stats.json").read_text())

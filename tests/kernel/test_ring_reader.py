@@ -26,6 +26,7 @@ def sensor_factory() -> Iterator:
         if os.geteuid() != 0:
             kernel_unavailable("needs root to load BPF programs")
         options.setdefault("ringbuf_pages", 4096)  # 16 MiB: room for the whole burst in the kernel
+        options.setdefault("coalesce_ms", 0)  # every open of the burst is its own record here
         sensor = Sensor(events.append, SensorOptions(agent_pid=0, **options))
         sensor.start()
         started.append(sensor)

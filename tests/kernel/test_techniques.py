@@ -296,5 +296,5 @@ def test_a_process_merely_named_dpkg_is_not_exempt(agent: RunningAgent) -> None:
     with scratch(f"/etc/cron.d/{TAG}-named", content=None) as p:
         in_child(lambda: p.write_text("* * * * * root id\n"), comm="dpkg")
         found = wait_records(agent.out, lambda r: r["attributes"].get("file.path") == str(p), timeout=10)
-    assert found and found[0]["attributes"]["process.executable.name"] == "dpkg"
+    assert found and found[0]["attributes"]["otel_fim.process.comm"] == "dpkg"
     assert "cron_modified" in found[0]["attributes"]["otel_fim.rule.ids"]

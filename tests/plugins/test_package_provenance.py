@@ -113,7 +113,7 @@ def test_dpkg_writes_are_verified_against_the_package_database(tmp_path, clean_p
         b = bad[0]["attributes"]
         assert b["otel_fim.plugin.package.provenance"] == "mismatch"
         assert b["otel_fim.plugin.package.manager"] == "/usr/bin/dpkg"
-        assert bad[0]["severity_text"] == "FATAL"
+        assert bad[0]["severity_text"] == "critical"
 
         # A process called dpkg that is not /usr/bin/dpkg writes the content the database expects:
         # trusted on its name it would pass; it is not a package manager.

@@ -120,7 +120,7 @@ def test_changes_while_down_are_reported_at_start_once(tmp_path):
     setuid = got[("mode_changed", str(watched / "binary"))]
     assert setuid["event_name"] == "otel_fim.file.chmod"
     assert set(setuid["attributes"]["otel_fim.rule.ids"]) == {"watched_changed", "setuid_added"}
-    assert setuid["severity_text"] == "FATAL"
+    assert setuid["severity_text"] == "critical"
     assert got[("deleted", str(watched / "gone"))]["event_name"] == "otel_fim.file.unlink"
     assert got[("owner_changed", str(watched / "owned"))]["attributes"]["otel_fim.chown.uid"] == 1234
 
@@ -206,7 +206,7 @@ def test_lost_events_start_a_repair_scan(tmp_path):
     g = gap["attributes"]
     assert g["otel_fim.gap.lost"] > 0 and g["otel_fim.gap.duration_s"] >= 0
     assert g["otel_fim.gap.start"] <= g["otel_fim.gap.end"]
-    assert gap["severity_text"] == "ERROR"
+    assert gap["severity_text"] == "high"
     live = {r["attributes"]["file.path"] for r in recs if "process.pid" in r["attributes"]}
     repaired = {
         r["attributes"]["file.path"]
