@@ -20,11 +20,10 @@ from otel_fim.commands import main
 from otel_fim.event import Event, EventType
 from otel_fim.kernel import io_uring
 from otel_fim.kernel.btf import Btf
-from otel_fim.kernel.feedback import FilterFeedback
-from otel_fim.kernel.sensor import Sensor, SensorOptions
-from otel_fim.pipeline import Emitter, Pipeline
+from otel_fim.kernel.sensor import Sensor
 from otel_fim.rules.ruleset import RuleSet
 from tests.support.agent_harness import start_agent, stop_agent, wait_records
+from tests.support.filtered_agent import filtered_sensor
 from tests.support.kernel_harness import kernel_unavailable
 
 pytestmark = pytest.mark.kernel
@@ -119,25 +118,10 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UringAgent]:
     rules.write_text(RULES.format(d=d))
     ruleset = RuleSet.load([rules])
     agent = UringAgent(d, tool, None)  # type: ignore[arg-type]
-    feedback = FilterFeedback()
-    pipeline = Pipeline(Emitter([Recorder(agent)]), ruleset, feedback=feedback)
-    original = pipeline.handle
-
-    def handle(event: Event) -> None:
-        agent.delivered.append(event)
-        original(event)
-
-    try:
-        sensor = Sensor(handle, SensorOptions(agent_pid=0))
-        sensor.start()
-    except Exception as exc:
-        kernel_unavailable(f"cannot load the sensor: {exc}")
-        raise
+    sensor, _ = filtered_sensor(ruleset, Recorder(agent), agent.delivered)
     agent.sensor = sensor
     if not sensor.io_uring.available:
         kernel_unavailable(f"this kernel does not let the sensor see io_uring: {sensor.io_uring.describe()}")
-    sensor.filter.apply(ruleset)
-    feedback.bind(sensor.filter)
     thread = threading.Thread(
         target=lambda: [sensor.poll(50) for _ in iter(agent.stop.is_set, True)], daemon=True
     )

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,23 +92,8 @@ def filtered_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filtere
     rules.write_text(RULES.format(d=d))
     ruleset = RuleSet.load([rules])
     agent = FilteredAgent(d, None, None)  # type: ignore[arg-type]
-    feedback = FilterFeedback()
-    pipeline = Pipeline(Emitter([Recorder(agent)]), ruleset, feedback=feedback)
-    original = pipeline.handle
-
-    def handle(event: Event) -> None:
-        agent.delivered.append(event)
-        original(event)
-
-    try:
-        sensor = Sensor(handle, SensorOptions(agent_pid=0))
-        sensor.start()
-    except Exception as exc:
-        kernel_unavailable(f"cannot load the sensor: {exc}")
-        raise
+    sensor, pipeline = filtered_sensor(ruleset, Recorder(agent), agent.delivered)
     agent.sensor, agent.pipeline = sensor, pipeline
-    sensor.filter.apply(ruleset)
-    feedback.bind(sensor.filter)
     thread = threading.Thread(
         target=lambda: [sensor.poll(50) for _ in iter(agent.stop.is_set, True)], daemon=True
     )
@@ -134,3 +120,26 @@ def apply_rules(agent: FilteredAgent, text: str, name: str) -> None:
     ruleset = RuleSet.load([path])
     agent.pipeline.ruleset = ruleset
     agent.sensor.filter.apply(ruleset)
+
+
+def filtered_sensor(ruleset: RuleSet, output: Any, delivered: list[Event]) -> tuple[Sensor, Pipeline]:
+    """The agent's data path in small, started: the sensor feeds a pipeline (its rules loaded into
+    the kernel filter, discarder feedback bound) whose matches go to `output`; every event the
+    sensor delivers is also appended to `delivered`."""
+    feedback = FilterFeedback()
+    pipeline = Pipeline(Emitter([output]), ruleset, feedback=feedback)
+
+    def handle(event: Event) -> None:
+        delivered.append(event)
+        pipeline.handle(event)
+
+    try:
+        sensor = Sensor(handle, SensorOptions(agent_pid=0))
+        sensor.start()
+    except Exception as exc:
+        kernel_unavailable(f"cannot load the sensor: {exc}")
+        raise
+    assert sensor.filter is not None
+    sensor.filter.apply(ruleset)
+    feedback.bind(sensor.filter)
+    return sensor, pipeline
