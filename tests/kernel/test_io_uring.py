@@ -83,17 +83,6 @@ class UringAgent:
         return self.sensor.counters()[(name, etype)]
 
 
-class Recorder:
-    def __init__(self, agent: UringAgent) -> None:
-        self.agent = agent
-
-    def emit(self, event, matches, record) -> None:
-        self.agent.matched.append((event, [m.rule_id for m in matches]))
-
-    def close(self) -> None:
-        pass
-
-
 def build_tool(out: Path) -> Path:
     if shutil.which("gcc") is None or not Path("/usr/include/liburing.h").exists():
         kernel_unavailable("gcc and liburing-dev are needed (apt-get install gcc liburing-dev)")
@@ -118,7 +107,7 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UringAgent]:
     rules.write_text(RULES.format(d=d))
     ruleset = RuleSet.load([rules])
     agent = UringAgent(d, tool, None)  # type: ignore[arg-type]
-    sensor, _ = filtered_sensor(ruleset, Recorder(agent), agent.delivered)
+    sensor, _ = filtered_sensor(ruleset, agent.matched, agent.delivered)
     agent.sensor = sensor
     if not sensor.io_uring.available:
         kernel_unavailable(f"this kernel does not let the sensor see io_uring: {sensor.io_uring.describe()}")

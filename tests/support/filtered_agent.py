@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -69,12 +68,14 @@ class FilteredAgent:
         return {r for e, rules in self.matched if e.process.pid == pid for r in rules}
 
 
-class Recorder:
-    def __init__(self, agent: FilteredAgent) -> None:
-        self.agent = agent
+class MatchRecorder:
+    """An output that keeps each matched event with the ids of the rules it matched."""
+
+    def __init__(self, matched: list[tuple[Event, list[str]]]) -> None:
+        self.matched = matched
 
     def emit(self, event, matches, record) -> None:
-        self.agent.matched.append((event, [m.rule_id for m in matches]))
+        self.matched.append((event, [m.rule_id for m in matches]))
 
     def close(self) -> None:
         pass
@@ -92,7 +93,7 @@ def filtered_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filtere
     rules.write_text(RULES.format(d=d))
     ruleset = RuleSet.load([rules])
     agent = FilteredAgent(d, None, None)  # type: ignore[arg-type]
-    sensor, pipeline = filtered_sensor(ruleset, Recorder(agent), agent.delivered)
+    sensor, pipeline = filtered_sensor(ruleset, agent.matched, agent.delivered)
     agent.sensor, agent.pipeline = sensor, pipeline
     thread = threading.Thread(
         target=lambda: [sensor.poll(50) for _ in iter(agent.stop.is_set, True)], daemon=True
@@ -122,12 +123,14 @@ def apply_rules(agent: FilteredAgent, text: str, name: str) -> None:
     agent.sensor.filter.apply(ruleset)
 
 
-def filtered_sensor(ruleset: RuleSet, output: Any, delivered: list[Event]) -> tuple[Sensor, Pipeline]:
+def filtered_sensor(
+    ruleset: RuleSet, matched: list[tuple[Event, list[str]]], delivered: list[Event]
+) -> tuple[Sensor, Pipeline]:
     """The agent's data path in small, started: the sensor feeds a pipeline (its rules loaded into
-    the kernel filter, discarder feedback bound) whose matches go to `output`; every event the
-    sensor delivers is also appended to `delivered`."""
+    the kernel filter, discarder feedback bound) whose matches go to `matched` with their rule
+    ids; every event the sensor delivers is also appended to `delivered`."""
     feedback = FilterFeedback()
-    pipeline = Pipeline(Emitter([output]), ruleset, feedback=feedback)
+    pipeline = Pipeline(Emitter([MatchRecorder(matched)]), ruleset, feedback=feedback)
 
     def handle(event: Event) -> None:
         delivered.append(event)
